@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
+from .errors import (
     BadSubtractionError,
     InsufficientSourcesError,
     InvalidExposureError,
@@ -10,8 +10,8 @@ from .errors import (  # noqa: E402
     NoWorkFound,
     SkydiffError,
 )
-from .image import Box, Exposure, Mask, MaskedImage, PhotoCalib, VisitInfo  # noqa: E402
-from .io import read_any, read_exposure, read_image, write_exposure  # noqa: E402
+from .image import Box, Exposure, Mask, MaskedImage, PhotoCalib, VisitInfo
+from .io import read_any, read_exposure, read_image, write_exposure
 
 __all__ = [
     "BadSubtractionError",

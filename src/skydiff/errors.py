@@ -53,7 +53,7 @@ class FitsFormatError(InvalidExposureError):
         super().__init__(f"{self.path}: {problem}")
 
 
-class NoWorkFound(SkydiffError):  # noqa: N818 - LSST name kept on purpose
+class NoWorkFound(SkydiffError):
     """There is nothing to do for these inputs (no overlap, too little coverage).
 
     Not a failure: a pipeline records the quantum as skipped.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -190,9 +189,12 @@ class Exposure:
     def describe(self) -> str:
         """Short human identification: visit, detector, band and box."""
         info = self.visit_info
-        parts = [f"visit={info.visit}" if info.visit is not None else None,
-                 f"detector={info.detector}" if info.detector is not None else None,
-                 f"band={self.band}" if self.band else None, str(self.bbox)]
+        parts = [
+            f"visit={info.visit}" if info.visit is not None else None,
+            f"detector={info.detector}" if info.detector is not None else None,
+            f"band={self.band}" if self.band else None,
+            str(self.bbox),
+        ]
         return " ".join(p for p in parts if p)
 
     def __getstate__(self) -> dict:
@@ -204,5 +206,3 @@ class Exposure:
 
     def __repr__(self) -> str:
         return f"Exposure({self.describe()}, units={self.units})"
-
-

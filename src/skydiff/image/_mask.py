@@ -138,7 +138,7 @@ class Mask:
         return (self.array & self.bitmask(names, ignore_missing=ignore_missing)) != 0
 
     def set(self, names: str | Iterable[str], where: np.ndarray | None = None) -> None:
-        """Set the named planes (adding them if new) where ``where`` is True (everywhere by default)."""
+        """Set the named planes (added if new) where ``where`` is True (default: everywhere)."""
         if isinstance(names, str):
             names = (names,)
         for name in names:

@@ -174,9 +174,7 @@ class MaskedImage:
         if isinstance(other, MaskedImage):
             self._check_operand(other)
             # var(ab) = b^2 var(a) + a^2 var(b), first order, uncorrelated.
-            self.variance[...] = (
-                other.image**2 * self.variance + self.image**2 * other.variance
-            )
+            self.variance[...] = other.image**2 * self.variance + self.image**2 * other.variance
             self.image *= other.image
             self.mask.merge(other.mask)
         else:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from ..errors import InvalidParameterError
 
 __all__ = ["VisitInfo"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class VisitInfo:
     """Observation facts of one exposure (LSST ``VisitInfo`` plus the detector).
 
@@ -49,12 +49,32 @@ class VisitInfo:
             value = getattr(self, name)
             if value is not None:
                 if int(value) != value:
-                    raise InvalidParameterError(f"VisitInfo.{name} must be an integer, got {value!r}")
+                    raise InvalidParameterError(
+                        f"VisitInfo.{name} must be an integer, got {value!r}"
+                    )
                 object.__setattr__(self, name, int(value))
-        for name in ("mjd", "exposure_time", "airmass", "boresight_ra", "boresight_dec",
-                     "boresight_rotation"):
+        for name in (
+            "mjd",
+            "exposure_time",
+            "airmass",
+            "boresight_ra",
+            "boresight_dec",
+            "boresight_rotation",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.exposure_time < 0:
             raise InvalidParameterError(
                 f"VisitInfo.exposure_time must be >= 0, got {self.exposure_time}"
             )
+
+    def __eq__(self, other: object) -> bool:
+        """Field-wise equality, unknown (NaN) values equal to each other."""
+        if not isinstance(other, VisitInfo):
+            return NotImplemented
+        return all(
+            a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+            for a, b in zip(astuple(self), astuple(other), strict=True)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.visit, self.detector, self.instrument))

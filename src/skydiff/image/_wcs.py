@@ -75,6 +75,6 @@ def validate_celestial_wcs(wcs: object, what: str) -> WCS:
     values = np.concatenate([wcs.wcs.crpix, wcs.wcs.crval, matrix.ravel()])
     if not np.all(np.isfinite(values)):
         raise InvalidExposureError(f"{what}: WCS has non-finite CRPIX, CRVAL or CD/PC values")
-    if abs(np.linalg.det(matrix)) == 0:
+    if abs(np.linalg.det(matrix)) <= 1e-10 * np.sum(matrix**2):
         raise InvalidExposureError(f"{what}: WCS CD matrix is singular")
     return wcs

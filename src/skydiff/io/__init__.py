@@ -1,5 +1,11 @@
 """FITS input and output of exposures: skydiff and LSST layouts, and plain images."""
 
+from ._background_io import (
+    background_from_hdu,
+    background_to_hdu,
+    read_background,
+    write_background,
+)
 from ._exposure_io import SKYDIFF_FORMAT, read_exposure, write_exposure
 from ._header import wcs_from_header, wcs_to_header
 from ._open import open_fits
@@ -9,15 +15,19 @@ from ._psf_io import psf_from_hdu, psf_to_hdu
 __all__ = [
     "DECAM_CP_MASK_VALUES",
     "SKYDIFF_FORMAT",
+    "background_from_hdu",
+    "background_to_hdu",
     "estimate_variance",
     "open_fits",
     "psf_from_hdu",
     "psf_to_hdu",
     "read_any",
+    "read_background",
     "read_exposure",
     "read_image",
     "wcs_from_header",
     "wcs_to_header",
+    "write_background",
     "write_exposure",
 ]
 

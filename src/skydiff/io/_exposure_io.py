@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from astropy.io import fits
 from .. import __version__
 from ..errors import FitsFormatError
 from ..image import Box, Exposure, Mask, MaskedImage, PhotoCalib, VisitInfo
+from ._atomic import write_hdus_atomically
 from ._header import exact_card, read_float, wcs_from_header, wcs_to_header
 from ._open import IMAGE_HDU_TYPES, image_hdus, open_fits, read_hdu_data
 from ._psf_io import psf_from_hdu, psf_to_hdu
@@ -65,10 +65,14 @@ def _primary_header(exposure: Exposure) -> fits.Header:
             continue
         header.append(exact_card(key, value, comment))
     if exposure.photo_calib is not None:
-        header.append(exact_card("PHOTCAL", exposure.photo_calib.calibration_mean,
-                                 "[nJy/count] calibration"))
-        header.append(exact_card("PHOTCERR", exposure.photo_calib.calibration_err,
-                                 "[nJy/count] calibration error"))
+        header.append(
+            exact_card("PHOTCAL", exposure.photo_calib.calibration_mean, "[nJy/count] calibration")
+        )
+        header.append(
+            exact_card(
+                "PHOTCERR", exposure.photo_calib.calibration_err, "[nJy/count] calibration error"
+            )
+        )
     if exposure.metadata:
         try:
             header["SDMETA"] = (json.dumps(exposure.metadata), "free metadata (JSON)")
@@ -126,9 +130,6 @@ def write_exposure(
     pathlib.Path
         The path written.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
     primary = _primary_header(exposure)
     extra_names = [hdu.header.get("EXTNAME", "") for hdu in extra_hdus]
     if not all(extra_names):
@@ -142,16 +143,7 @@ def write_exposure(
     if exposure.psf is not None:
         hdus.append(psf_to_hdu(exposure.psf))
     hdus.extend(extra_hdus)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fits.HDUList(hdus).writeto(tmp_name, overwrite=True, checksum=True)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_hdus_atomically(hdus, path, overwrite=overwrite)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -159,11 +151,7 @@ def write_exposure(
 
 def mask_planes_from_header(header: fits.Header) -> dict[str, int]:
     """Plane name -> bit from ``MP_<NAME>`` cards."""
-    return {
-        key[3:]: int(value)
-        for key, value in header.items()
-        if key.upper().startswith("MP_")
-    }
+    return {key[3:]: int(value) for key, value in header.items() if key.upper().startswith("MP_")}
 
 
 def flag_non_finite(masked_image: MaskedImage, path: Any) -> int:
@@ -171,18 +159,22 @@ def flag_non_finite(masked_image: MaskedImage, path: Any) -> int:
 
     Returns the number of pixels newly flagged (logged when non-zero).
     """
-    no_data_bit = masked_image.mask.bitmask("NO_DATA") if "NO_DATA" in masked_image.mask.planes \
-        else 0
+    no_data_bit = (
+        masked_image.mask.bitmask("NO_DATA") if "NO_DATA" in masked_image.mask.planes else 0
+    )
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(masked_image.image) | ~(masked_image.variance >= 0) | np.isnan(
-            masked_image.variance
+        bad = (
+            ~np.isfinite(masked_image.image)
+            | ~(masked_image.variance >= 0)
+            | np.isnan(masked_image.variance)
         )
     already = (masked_image.mask.array & no_data_bit) != 0 if no_data_bit else False
     new = bad & ~already
     count = int(np.count_nonzero(new))
     if count:
-        log.warning("%s: %d pixels with non-finite image or invalid variance set to NO_DATA",
-                    path, count)
+        log.warning(
+            "%s: %d pixels with non-finite image or invalid variance set to NO_DATA", path, count
+        )
     if np.any(bad):
         masked_image.set_no_data(bad)
     return count
@@ -199,8 +191,9 @@ def _read_pixels(
     hdul: fits.HDUList, indices: tuple[int, int, int], path: Path, bbox: Box | None
 ) -> tuple[MaskedImage, fits.Header]:
     headers = [hdul[i].header for i in indices]
-    shapes = [(h.get("ZNAXIS2", h.get("NAXIS2")), h.get("ZNAXIS1", h.get("NAXIS1")))
-              for h in headers]
+    shapes = [
+        (h.get("ZNAXIS2", h.get("NAXIS2")), h.get("ZNAXIS1", h.get("NAXIS1"))) for h in headers
+    ]
     if len(set(shapes)) != 1:
         raise FitsFormatError(path, f"image, mask and variance shapes differ: {shapes}")
     try:
@@ -264,8 +257,9 @@ def _read_skydiff(hdul: fits.HDUList, path: Path, bbox: Box | None) -> Exposure:
     photo_calib = None
     if "PHOTCAL" in primary:
         try:
-            photo_calib = PhotoCalib(read_float(primary, "PHOTCAL"),
-                                     read_float(primary, "PHOTCERR", 0.0))
+            photo_calib = PhotoCalib(
+                read_float(primary, "PHOTCAL"), read_float(primary, "PHOTCERR", 0.0)
+            )
         except ValueError as error:
             raise FitsFormatError(path, f"invalid photometric calibration: {error}") from error
     units = primary.get("BUNIT", "count")
@@ -300,17 +294,24 @@ def _read_lsst(hdul: fits.HDUList, path: Path, bbox: Box | None) -> Exposure:
     physical_filter = str(primary.get("FILTER", "")).strip()
     if physical_filter == "_unknown_":
         physical_filter = ""
-    units = "nJy" if str(primary.get("BUNIT", header.get("BUNIT", ""))).strip() == "nJy" \
-        else "count"
+    units = (
+        "nJy" if str(primary.get("BUNIT", header.get("BUNIT", ""))).strip() == "nJy" else "count"
+    )
     visit_info = VisitInfo(
         visit=primary.get("VISIT"),
         detector=primary.get("DETECTOR", primary.get("CCDNUM")),
         exposure_time=exptime if exptime > 0 else math.nan,
         instrument=str(primary.get("INSTRUME", "")),
     )
-    return Exposure(masked_image, wcs=wcs, photo_calib=photo_calib,
-                    physical_filter=physical_filter, band=physical_filter[:1].lower(),
-                    visit_info=visit_info, units=units)
+    return Exposure(
+        masked_image,
+        wcs=wcs,
+        photo_calib=photo_calib,
+        physical_filter=physical_filter,
+        band=physical_filter[:1].lower(),
+        visit_info=visit_info,
+        units=units,
+    )
 
 
 def read_exposure(path: str | os.PathLike, *, bbox: Box | None = None) -> Exposure:

@@ -50,8 +50,12 @@ def open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
         hdul.close()
 
 
-def read_hdu_data(hdu: fits.hdu.base.ExtensionHDU, path: Path, what: str,
-                  slices: tuple[slice, slice] | None = None) -> np.ndarray:
+def read_hdu_data(
+    hdu: fits.hdu.base.ExtensionHDU,
+    path: Path,
+    what: str,
+    slices: tuple[slice, slice] | None = None,
+) -> np.ndarray:
     """The data of an HDU (optionally a section), as a native-endian array."""
     try:
         with warnings.catch_warnings():
@@ -72,6 +76,6 @@ def image_hdus(hdul: fits.HDUList) -> list[int]:
     return [
         index
         for index, hdu in enumerate(hdul)
-        if isinstance(hdu, IMAGE_HDU_TYPES) and hdu.header.get("NAXIS", 0) == 2
+        if (isinstance(hdu, IMAGE_HDU_TYPES) and hdu.header.get("NAXIS", 0) == 2)
         or isinstance(hdu, fits.CompImageHDU)
     ]

@@ -202,7 +202,10 @@ def read_image(
         masked_image.variance[...] = v
     else:
         good = finite & (masked_image.mask.array == 0)
-        masked_image.variance[...] = estimate_variance(masked_image.image, good, gain=gain)
+        try:
+            masked_image.variance[...] = estimate_variance(masked_image.image, good, gain=gain)
+        except InvalidParameterError as error:
+            raise FitsFormatError(path, f"no variance given and {error}") from error
     flag_non_finite(masked_image, path)
     merged = primary.copy()
     merged.update(header)

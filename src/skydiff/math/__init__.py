@@ -1,5 +1,12 @@
-"""Array layer: pure functions on numpy arrays (statistics, polynomials, moments...)."""
+"""Array layer: pure functions on numpy arrays.
 
+Statistics, binning and interpolation, polynomials, Chebyshev series, moments
+and sub-pixel shifts. No I/O, no configuration objects, no logging.
+"""
+
+from ._binning import BinnedImage, bin_image, fill_empty_bins
+from ._chebyshev import chebyshev_design, evaluate_chebyshev_grid, fit_chebyshev
+from ._interpolate import INTERPOLATIONS, interpolate_grid
 from ._moments import adaptive_moments, half_max_fwhm
 from ._poly import n_polynomial_terms, normalized_coordinates, polynomial_terms
 from ._shift import fourier_shift
@@ -13,13 +20,21 @@ from ._stats import (
 )
 
 __all__ = [
+    "INTERPOLATIONS",
     "IQR_TO_SIGMA",
+    "BinnedImage",
     "ClippedStats",
     "adaptive_moments",
+    "bin_image",
+    "chebyshev_design",
     "clipped_stats",
     "difference_noise",
+    "evaluate_chebyshev_grid",
+    "fill_empty_bins",
+    "fit_chebyshev",
     "fourier_shift",
     "half_max_fwhm",
+    "interpolate_grid",
     "masked_median",
     "n_polynomial_terms",
     "normalized_coordinates",

@@ -52,14 +52,16 @@ def adaptive_moments(
     return float(xc), float(yc), float(ixx), float(iyy), float(ixy)
 
 
-def half_max_fwhm(stamp: np.ndarray, *, oversample: int = 4) -> float:
+def half_max_fwhm(stamp: np.ndarray, *, oversample: int = 8) -> float:
     """Full width at half maximum from the area above half the peak.
 
     The stamp is upsampled by cubic-spline interpolation; the FWHM is the
     diameter of the circle of the same area as the region above half maximum,
     so it is the geometric mean of major and minor FWHM for an ellipse.
     """
-    fine = ndimage.zoom(np.asarray(stamp, np.float64), oversample, order=3, mode="constant")
+    fine = ndimage.zoom(
+        np.asarray(stamp, np.float64), oversample, order=3, mode="grid-constant", grid_mode=True
+    )
     peak = fine.max()
     labels, _ = ndimage.label(fine >= 0.5 * peak)
     core = labels == labels.flat[np.argmax(fine)]

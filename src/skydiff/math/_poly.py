@@ -30,5 +30,5 @@ def polynomial_terms(u: np.ndarray | float, v: np.ndarray | float, order: int) -
     Returns an array of shape ``u.shape + (n_terms,)``.
     """
     u, v = np.broadcast_arrays(np.asarray(u, np.float64), np.asarray(v, np.float64))
-    terms = [u**(total - j) * v**j for total in range(order + 1) for j in range(total + 1)]
+    terms = [u ** (total - j) * v**j for total in range(order + 1) for j in range(total + 1)]
     return np.stack(terms, axis=-1)

@@ -18,7 +18,7 @@ def fourier_shift(stamp: np.ndarray, dx: float, dy: float) -> np.ndarray:
     px that fall to zero at their edges.
     """
     stamp = np.asarray(stamp, dtype=np.float64)
-    pad = 2 + int(math.ceil(max(abs(dx), abs(dy))))
+    pad = 2 + math.ceil(max(abs(dx), abs(dy)))
     padded = np.pad(stamp, pad)
     ny, nx = padded.shape
     phase = np.exp(-2j * np.pi * (fft.fftfreq(ny)[:, None] * dy + fft.fftfreq(nx)[None, :] * dx))

@@ -46,7 +46,9 @@ def robust_sigma(
 ) -> np.ndarray | float:
     """Standard deviation estimated from the inter-quartile range (0.7413 IQR)."""
     values = _with_nan(data, good)
-    q25, q75 = _quiet_nan(lambda v, axis: np.nanpercentile(v, [25.0, 75.0], axis=axis), values, axis)
+    q25, q75 = _quiet_nan(
+        lambda v, axis: np.nanpercentile(v, [25.0, 75.0], axis=axis), values, axis
+    )
     return IQR_TO_SIGMA * (q75 - q25)
 
 
@@ -148,8 +150,10 @@ def difference_noise(image: np.ndarray, *, good: np.ndarray | None = None) -> fl
     resampled images).
     """
     values = _with_nan(image, good)
-    diffs = np.concatenate([
-        (values[:, 1:] - values[:, :-1]).ravel(),
-        (values[1:, :] - values[:-1, :]).ravel(),
-    ])
+    diffs = np.concatenate(
+        [
+            (values[:, 1:] - values[:, :-1]).ravel(),
+            (values[1:, :] - values[:-1, :]).ravel(),
+        ]
+    )
     return clipped_stats(diffs, nsigma=3.0, max_iter=20).stddev / np.sqrt(2.0)

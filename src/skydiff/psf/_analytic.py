@@ -103,7 +103,9 @@ class GaussianPsf(Psf):
         q, pa = self.axis_ratio, self.position_angle
         return render_profile(
             lambda u, v: np.exp(-0.5 * _elliptical_radius2(u, v, q, pa) / sigma**2),
-            self._size, dx, dy,
+            self._size,
+            dx,
+            dy,
         )
 
     def fwhm(self, x: float, y: float) -> float:
@@ -111,15 +113,23 @@ class GaussianPsf(Psf):
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return (
-            {"fwhm": self._fwhm, "axis_ratio": self.axis_ratio,
-             "position_angle": self.position_angle, "size": self._size},
+            {
+                "fwhm": self._fwhm,
+                "axis_ratio": self.axis_ratio,
+                "position_angle": self.position_angle,
+                "size": self._size,
+            },
             {},
         )
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> GaussianPsf:
-        return cls(params["fwhm"], axis_ratio=params["axis_ratio"],
-                   position_angle=params["position_angle"], size=params["size"])
+        return cls(
+            params["fwhm"],
+            axis_ratio=params["axis_ratio"],
+            position_angle=params["position_angle"],
+            size=params["size"],
+        )
 
     def __repr__(self) -> str:
         return f"GaussianPsf(fwhm={self._fwhm:.4g}, axis_ratio={self.axis_ratio:.3g})"
@@ -175,7 +185,9 @@ class MoffatPsf(Psf):
         a2, beta, q, pa = self.alpha**2, self.beta, self.axis_ratio, self.position_angle
         return render_profile(
             lambda u, v: (1.0 + _elliptical_radius2(u, v, q, pa) / a2) ** (-beta),
-            self._size, dx, dy,
+            self._size,
+            dx,
+            dy,
         )
 
     def fwhm(self, x: float, y: float) -> float:
@@ -183,15 +195,25 @@ class MoffatPsf(Psf):
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return (
-            {"fwhm": self._fwhm, "beta": self.beta, "axis_ratio": self.axis_ratio,
-             "position_angle": self.position_angle, "size": self._size},
+            {
+                "fwhm": self._fwhm,
+                "beta": self.beta,
+                "axis_ratio": self.axis_ratio,
+                "position_angle": self.position_angle,
+                "size": self._size,
+            },
             {},
         )
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> MoffatPsf:
-        return cls(params["fwhm"], beta=params["beta"], axis_ratio=params["axis_ratio"],
-                   position_angle=params["position_angle"], size=params["size"])
+        return cls(
+            params["fwhm"],
+            beta=params["beta"],
+            axis_ratio=params["axis_ratio"],
+            position_angle=params["position_angle"],
+            size=params["size"],
+        )
 
     def __repr__(self) -> str:
         return f"MoffatPsf(fwhm={self._fwhm:.4g}, beta={self.beta:.3g})"

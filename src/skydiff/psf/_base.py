@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InvalidParameterError
 from ..math import adaptive_moments, half_max_fwhm
 
-__all__ = ["PSF_REGISTRY", "Psf", "SIGMA_TO_FWHM", "odd_size_for"]
+__all__ = ["PSF_REGISTRY", "SIGMA_TO_FWHM", "Psf", "odd_size_for"]
 
 #: FWHM / sigma of a Gaussian.
 SIGMA_TO_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -22,7 +22,7 @@ PSF_REGISTRY: dict[str, type[Psf]] = {}
 
 def odd_size_for(radius: float, *, minimum: int = 7) -> int:
     """Smallest odd kernel size holding ``radius`` pixels on each side of the centre."""
-    half = max(int(math.ceil(radius)), (minimum - 1) // 2)
+    half = max(math.ceil(radius), (minimum - 1) // 2)
     return 2 * half + 1
 
 
@@ -89,9 +89,7 @@ class Psf(ABC):
             return NotImplemented
         p1, a1 = self.to_state()
         p2, a2 = other.to_state()  # type: ignore[union-attr]
-        return p1 == p2 and a1.keys() == a2.keys() and all(
-            np.array_equal(a1[k], a2[k]) for k in a1
-        )
+        return p1 == p2 and a1.keys() == a2.keys() and all(np.array_equal(a1[k], a2[k]) for k in a1)
 
     __hash__ = None  # type: ignore[assignment]
 

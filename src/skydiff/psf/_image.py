@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..math import fourier_shift, normalized_coordinates, n_polynomial_terms, polynomial_terms
+from ..math import fourier_shift, n_polynomial_terms, normalized_coordinates, polynomial_terms
 from ._base import Psf, check_kernel_size
 
 __all__ = ["ImagePsf", "PixelBasisPsf"]
@@ -60,7 +60,11 @@ class ImagePsf(Psf):
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> ImagePsf:
-        return cls(arrays["image"])
+        psf = cls(arrays["image"])
+        # Keep the stored, already normalised pixels bit for bit.
+        psf._image = np.array(arrays["image"], dtype=np.float64)
+        psf._image.flags.writeable = False
+        return psf
 
 
 class PixelBasisPsf(Psf):

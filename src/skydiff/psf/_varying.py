@@ -61,8 +61,8 @@ class VaryingAnalyticPsf(Psf):
         coeffs = {"fwhm": np.atleast_1d(np.asarray(fwhm, np.float64))}
         n = coeffs["fwhm"].size
         for name, value in (("g1", g1), ("g2", g2)):
-            coeffs[name] = np.zeros(n) if value is None else np.atleast_1d(
-                np.asarray(value, np.float64)
+            coeffs[name] = (
+                np.zeros(n) if value is None else np.atleast_1d(np.asarray(value, np.float64))
             )
             if coeffs[name].size != n:
                 raise InvalidParameterError(
@@ -97,8 +97,7 @@ class VaryingAnalyticPsf(Psf):
         angle = 0.5 * math.degrees(math.atan2(g2, g1))
         if self.profile == "gaussian":
             return GaussianPsf(fwhm, axis_ratio=q, position_angle=angle, size=self._size)
-        return MoffatPsf(fwhm, beta=self.beta, axis_ratio=q, position_angle=angle,
-                         size=self._size)
+        return MoffatPsf(fwhm, beta=self.beta, axis_ratio=q, position_angle=angle, size=self._size)
 
     def image_at(self, x: float, y: float, *, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
         return self.local_psf(x, y).image_at(x, y, dx=dx, dy=dy)
@@ -108,8 +107,15 @@ class VaryingAnalyticPsf(Psf):
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         x0, y0, x1, y1 = self.bounds
-        params = {"profile": self.profile, "beta": self.beta, "size": self._size,
-                  "x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}
+        params = {
+            "profile": self.profile,
+            "beta": self.beta,
+            "size": self._size,
+            "x_min": x0,
+            "y_min": y0,
+            "x_max": x1,
+            "y_max": y1,
+        }
         return params, dict(self._coeffs)
 
     @classmethod
@@ -117,8 +123,15 @@ class VaryingAnalyticPsf(Psf):
         cls, params: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> VaryingAnalyticPsf:
         bounds = (params["x_min"], params["y_min"], params["x_max"], params["y_max"])
-        return cls(params["profile"], bounds, arrays["fwhm"], g1=arrays["g1"], g2=arrays["g2"],
-                   beta=params["beta"], size=params["size"])
+        return cls(
+            params["profile"],
+            bounds,
+            arrays["fwhm"],
+            g1=arrays["g1"],
+            g2=arrays["g2"],
+            beta=params["beta"],
+            size=params["size"],
+        )
 
     def __repr__(self) -> str:
         return f"VaryingAnalyticPsf({self.profile}, order={self.order})"

@@ -1,0 +1,52 @@
+"""The ``skydiff`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import SkydiffError
+from . import _demo, _info
+
+__all__ = ["main"]
+
+_COMMANDS = (_demo, _info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per module of :data:`_COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="skydiff",
+        description="Survey difference imaging after the LSST Science Pipelines.",
+    )
+    parser.add_argument("--version", action="version", version=f"skydiff {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _COMMANDS:
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except (SkydiffError, FileExistsError) as error:
+        print(f"skydiff {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
