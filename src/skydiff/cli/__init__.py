@@ -41,7 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (SkydiffError, FileExistsError) as error:
-        print(f"skydiff {args.command}: error: {error}", file=sys.stderr)
+        message = str(error)
+        if isinstance(error, FileExistsError) and hasattr(args, "overwrite"):
+            message = message.replace("pass overwrite=True", "use --overwrite")
+        print(f"skydiff {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

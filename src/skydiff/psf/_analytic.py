@@ -33,17 +33,19 @@ def _elliptical_radius2(dx, dy, axis_ratio: float, position_angle: float):
 
 
 def render_profile(profile, size: int, dx: float, dy: float) -> np.ndarray:
-    """Pixel-integrated, unit-sum image of a radial ``profile(r2)`` offset by ``(dx, dy)``.
+    """Pixel-integrated, unit-sum image of a radial ``profile(u, v)`` offset by ``(dx, dy)``.
 
-    Each pixel is integrated on a 5x5 sub-grid, enough for profiles wider
-    than a pixel (the error is below 1e-4 of the peak for FWHM >= 2 px).
+    Each pixel is integrated with 5 x 5 Gauss-Legendre nodes, exact to ~1e-5
+    of the peak for profiles of FWHM >= 2 px.
     """
     half = size // 2
-    offsets = (np.arange(_SUBSAMPLE) + 0.5) / _SUBSAMPLE - 0.5
+    nodes, weights = np.polynomial.legendre.leggauss(_SUBSAMPLE)
+    nodes, weights = 0.5 * nodes, 0.5 * weights
     grid = np.arange(-half, half + 1, dtype=np.float64)
-    fine = (grid[:, None] + offsets[None, :]).ravel()
+    fine = (grid[:, None] + nodes[None, :]).ravel()
     values = profile(fine[None, :] - dx, fine[:, None] - dy)
-    image = values.reshape(size, _SUBSAMPLE, size, _SUBSAMPLE).sum(axis=(1, 3))
+    values = values.reshape(size, _SUBSAMPLE, size, _SUBSAMPLE)
+    image = np.einsum("iajb,a,b->ij", values, weights, weights)
     return image / image.sum()
 
 

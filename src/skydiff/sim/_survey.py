@@ -172,7 +172,7 @@ def _write_tables(survey: Survey, directory: Path, overwrite: bool) -> list[Path
         table.write(path, format="ascii.ecsv", overwrite=True)
     document = {
         "config": survey.config.to_dict(),
-        "camera": {k: getattr(survey.camera, k) for k in survey.camera.__dataclass_fields__},
+        "camera": survey.camera.to_dict(),
     }
     config_path.write_text(json.dumps(document, indent=2))
     return [*paths, config_path]
