@@ -94,3 +94,12 @@ def test_invalid_models():
         MoffatPsf(3, beta=1.0)
     with pytest.raises(InvalidParameterError, match="coefficients"):
         PixelBasisPsf(np.ones((2, 5, 5)), np.ones((3, 3)), (0, 0, 1, 1))
+
+
+@pytest.mark.parametrize("psf", MODELS, ids=lambda p: type(p).__name__)
+def test_models_pickle(psf):
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(psf))
+    assert clone == psf
+    np.testing.assert_array_equal(clone.kernel_image(10.0, 20.0), psf.kernel_image(10.0, 20.0))
