@@ -6,8 +6,20 @@ and sub-pixel shifts. No I/O, no configuration objects, no logging.
 
 from ._binning import BinnedImage, bin_image, fill_empty_bins
 from ._chebyshev import chebyshev_design, evaluate_chebyshev_grid, fit_chebyshev
+from ._filters import (
+    box_dilate,
+    find_peaks,
+    gaussian_kernel_1d,
+    gaussian_smooth,
+    matched_filter_significance,
+)
 from ._interpolate import INTERPOLATIONS, interpolate_grid
-from ._moments import adaptive_moments, half_max_fwhm
+from ._moments import (
+    adaptive_moments,
+    adaptive_moments_batch,
+    half_max_fwhm,
+    windowed_centroids,
+)
 from ._poly import n_polynomial_terms, normalized_coordinates, polynomial_terms
 from ._shift import fourier_shift
 from ._stats import (
@@ -25,19 +37,26 @@ __all__ = [
     "BinnedImage",
     "ClippedStats",
     "adaptive_moments",
+    "adaptive_moments_batch",
     "bin_image",
+    "box_dilate",
     "chebyshev_design",
     "clipped_stats",
     "difference_noise",
     "evaluate_chebyshev_grid",
     "fill_empty_bins",
+    "find_peaks",
     "fit_chebyshev",
     "fourier_shift",
+    "gaussian_kernel_1d",
+    "gaussian_smooth",
     "half_max_fwhm",
     "interpolate_grid",
     "masked_median",
+    "matched_filter_significance",
     "n_polynomial_terms",
     "normalized_coordinates",
     "polynomial_terms",
     "robust_sigma",
+    "windowed_centroids",
 ]

@@ -206,8 +206,11 @@ def fill_empty_bins(values: np.ndarray) -> np.ndarray:
     rows, cols, data = [], [], []
     rhs = np.zeros(empty.sum())
     for (j, i), k in zip(np.argwhere(empty), index[empty], strict=True):
-        neighbours = [(j + dj, i + di) for dj, di in ((-1, 0), (1, 0), (0, -1), (0, 1))
-                      if 0 <= j + dj < ny and 0 <= i + di < nx]
+        neighbours = [
+            (j + dj, i + di)
+            for dj, di in ((-1, 0), (1, 0), (0, -1), (0, 1))
+            if 0 <= j + dj < ny and 0 <= i + di < nx
+        ]
         rows.append(k)
         cols.append(k)
         data.append(float(len(neighbours)))

@@ -11,7 +11,13 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["box_dilate", "find_peaks", "gaussian_kernel_1d", "gaussian_smooth"]
+__all__ = [
+    "box_dilate",
+    "find_peaks",
+    "gaussian_kernel_1d",
+    "gaussian_smooth",
+    "matched_filter_significance",
+]
 
 
 def gaussian_kernel_1d(sigma: float, *, truncate: float = 4.0) -> np.ndarray:
@@ -23,7 +29,7 @@ def gaussian_kernel_1d(sigma: float, *, truncate: float = 4.0) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True)
-def _convolve_rows(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
+def _convolve_rows(image: np.ndarray, taps: np.ndarray, good: np.ndarray) -> np.ndarray:
     height, width = image.shape
     radius = taps.size // 2
     out = np.zeros((height, width), np.float32)
@@ -31,7 +37,7 @@ def _convolve_rows(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
         padded = np.zeros(width + 2 * radius, np.float32)
         for x in range(width):
             v = image[y, x]
-            if np.isfinite(v):
+            if good[y, x] and np.isfinite(v):
                 padded[x + radius] = v
         for k in range(taps.size):
             t = taps[k]
@@ -55,15 +61,45 @@ def _convolve_columns(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return out
 
 
-def gaussian_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_smooth(
+    image: np.ndarray, sigma: float, *, good: np.ndarray | None = None
+) -> np.ndarray:
     """Image convolved with a unit-sum Gaussian of ``sigma`` pixels (float32).
 
-    Non-finite pixels and pixels beyond the edge count as zero, so the
-    smoothed value is not renormalised near them (as a matched filter should).
+    Non-finite pixels, pixels where ``good`` is False and pixels beyond the
+    edge count as zero, so the smoothed value is not renormalised near them
+    (as a matched filter should).
     """
     taps = gaussian_kernel_1d(sigma)
-    rows = _convolve_rows(np.ascontiguousarray(image, dtype=np.float32), taps)
+    good = np.ones(image.shape, np.bool_) if good is None else np.ascontiguousarray(good, bool)
+    rows = _convolve_rows(np.ascontiguousarray(image, dtype=np.float32), taps, good)
     return _convolve_columns(rows, taps)
+
+
+@numba.njit(parallel=True, cache=True)
+def _ratio_sqrt(numerator: np.ndarray, denominator: np.ndarray, scale: float) -> np.ndarray:
+    height, width = numerator.shape
+    out = np.zeros((height, width), np.float32)
+    for y in numba.prange(height):
+        for x in range(width):
+            d = denominator[y, x] * scale
+            if d > 0:
+                out[y, x] = numerator[y, x] / np.sqrt(d)
+    return out
+
+
+def matched_filter_significance(
+    image: np.ndarray, variance: np.ndarray, sigma: float, *, good: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(I * G) / sqrt(V * G^2)`` for a unit-sum Gaussian ``G``, and ``I * G``.
+
+    ``G^2`` is a Gaussian of ``sigma / sqrt(2)`` with sum ``1 / (4 pi sigma^2)``.
+    Pixels that are not ``good`` count as zero signal and zero variance.
+    """
+    smoothed = gaussian_smooth(image, sigma, good=good)
+    smoothed_variance = gaussian_smooth(variance, sigma / math.sqrt(2.0), good=good)
+    scale = 1.0 / (4.0 * math.pi * sigma * sigma)
+    return _ratio_sqrt(smoothed, smoothed_variance, scale), smoothed
 
 
 @numba.njit(parallel=True, cache=True)
@@ -91,8 +127,9 @@ def find_peaks(image: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.n
 
     The outermost rows and columns are never peaks.
     """
-    flags = _peak_flags(np.ascontiguousarray(image, dtype=np.float32),
-                        np.ascontiguousarray(allowed, dtype=np.bool_))
+    flags = _peak_flags(
+        np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(allowed, dtype=np.bool_)
+    )
     return np.nonzero(flags)
 
 

@@ -3,6 +3,7 @@
 from ._analytic import GaussianPsf, MoffatPsf
 from ._base import PSF_REGISTRY, SIGMA_TO_FWHM, Psf, odd_size_for
 from ._image import ImagePsf, PixelBasisPsf
+from ._stamps import psf_stamps, shift_stamps
 from ._varying import VaryingAnalyticPsf
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "Psf",
     "VaryingAnalyticPsf",
     "odd_size_for",
+    "psf_stamps",
+    "shift_stamps",
 ]
