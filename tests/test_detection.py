@@ -15,7 +15,8 @@ from skydiff.sim import Camera, SurveyConfig, simulate_exposure
 @pytest.fixture(scope="module")
 def simulated():
     config = SurveyConfig(seed=11, sky_gradient=30.0).with_sky(
-        star_density=60.0, star_mag_range=(17.5, 23.5), n_transients=0, n_variables=0)
+        star_density=60.0, star_mag_range=(17.5, 23.5), n_transients=0, n_variables=0
+    )
     return simulate_exposure(config, Camera.single(1024), visit=1, detector=0, origin=(300, 500))
 
 

@@ -12,11 +12,11 @@ from astropy.table import Table
 
 from ..errors import InvalidExposureError
 from ..image import Exposure, Mask
-from ..math import matched_filter_significance
+from ..math import cut_stamps, matched_filter_significance
 from ..psf import SIGMA_TO_FWHM
 from ..task import Config, Task, TaskResult, config_field
 from ._footprints import Footprints, detect_footprints
-from ._measure import aperture_fluxes, cut_stamps, peak_centroids, psf_fluxes, stamp_moments
+from ._measure import aperture_fluxes, peak_centroids, psf_fluxes, stamp_moments
 
 __all__ = [
     "DetectionResult",

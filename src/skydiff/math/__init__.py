@@ -22,6 +22,7 @@ from ._moments import (
 )
 from ._poly import n_polynomial_terms, normalized_coordinates, polynomial_terms
 from ._shift import fourier_shift
+from ._stamps import StampSet, cut_stamps
 from ._stats import (
     IQR_TO_SIGMA,
     ClippedStats,
@@ -36,12 +37,14 @@ __all__ = [
     "IQR_TO_SIGMA",
     "BinnedImage",
     "ClippedStats",
+    "StampSet",
     "adaptive_moments",
     "adaptive_moments_batch",
     "bin_image",
     "box_dilate",
     "chebyshev_design",
     "clipped_stats",
+    "cut_stamps",
     "difference_noise",
     "evaluate_chebyshev_grid",
     "fill_empty_bins",
