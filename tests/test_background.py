@@ -57,12 +57,14 @@ def test_interpolation_reproduces_linear_fields_exactly(kind):
     np.testing.assert_allclose(result, 3.0 + 0.5 * x[None, :] - 0.25 * y[:, None], atol=1e-4)
 
 
-@pytest.mark.parametrize(("interpolation", "order"), [("akima", None), ("natural", None),
-                                                      ("akima", 6)])
+@pytest.mark.parametrize(
+    ("interpolation", "order"), [("akima", None), ("natural", None), ("akima", 6)]
+)
 def test_smooth_background_recovered_to_one_percent_of_noise(rng, interpolation, order):
     mi, truth = noisy_image(rng)
-    model = BackgroundModel.measure(mi, bin_size=64, interpolation=interpolation,
-                                    approximation_order=order)
+    model = BackgroundModel.measure(
+        mi, bin_size=64, interpolation=interpolation, approximation_order=order
+    )
     residual = model.evaluate() - truth
     inner = residual[64:-64, 64:-64]
     # 16 x 12 bins of 4096 pixels: each bin mean has an error of 5/64 = 1.6% of the noise;
@@ -107,8 +109,12 @@ def test_bad_bin_sizes_raise(rng):
 def test_persistence_round_trip(tmp_path, rng):
     mi, _ = noisy_image(rng)
     mi.set_no_data(np.pad(np.ones((100, 100), bool), ((0, 668), (0, 924))))
-    models = BackgroundList((BackgroundModel.measure(mi, bin_size=64),
-                             BackgroundModel.measure(mi, bin_size=256, approximation_order=2)))
+    models = BackgroundList(
+        (
+            BackgroundModel.measure(mi, bin_size=64),
+            BackgroundModel.measure(mi, bin_size=256, approximation_order=2),
+        )
+    )
     path = write_background(models, tmp_path / "bg.fits")
     back = read_background(path)
     assert len(back) == 2
