@@ -38,7 +38,7 @@ class StarSelectorConfig(Config):
         doc="Largest fractional difference of the trace of the second moments "
         "from the stellar locus.",
     )
-    max_stars: int = config_field(300, doc="Keep at most this many stars (brightest per cell).")
+    max_stars: int = config_field(1000, doc="Keep at most this many stars (brightest per cell).")
     grid_cells: int = config_field(4, doc="Spread the stars over a grid of n x n cells.")
     min_stars: int = config_field(5, doc="Fewer stars raise InsufficientSourcesError.")
 

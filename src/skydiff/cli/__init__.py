@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SkydiffError
-from . import _demo, _info
+from . import _characterize, _demo, _info
 
 __all__ = ["main"]
 
-_COMMANDS = (_demo, _info)
+_COMMANDS = (_demo, _info, _characterize)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,6 +56,7 @@ def detect_footprints(
     grow: int,
     min_pixels: int = 1,
     min_peak_separation: float = 0.0,
+    single_peak: np.ndarray | None = None,
 ) -> Footprints:
     """Footprints where ``significance > threshold``, grown by ``grow`` pixels, with peaks.
 
@@ -64,6 +65,9 @@ def detect_footprints(
     ``min_peak_separation`` only the brighter is kept, so noise on the wings
     of a bright source does not split it. Regions with fewer than
     ``min_pixels`` pixels above threshold are dropped before growing.
+    Footprints touching a True pixel of ``single_peak`` (saturated cores,
+    whose masked pixels break the smoothed profile into many false maxima)
+    keep only their brightest peak.
     """
     above = significance > threshold
     if min_pixels > 1:
@@ -78,6 +82,14 @@ def detect_footprints(
     order = np.argsort(-values, kind="stable")
     px, py, values = px[order], py[order], values[order]
     keep = _separated(px, py, min_peak_separation)
+    if single_peak is not None and single_peak.any():
+        flagged = np.zeros(n + 1, bool)
+        flagged[np.unique(labels[single_peak & grown])] = True
+        footprint = labels[py, px]
+        _, first = np.unique(footprint, return_index=True)
+        brightest = np.zeros(px.size, bool)
+        brightest[first] = True  # peaks are sorted brightest first
+        keep &= ~flagged[footprint] | brightest
     px, py, values = px[keep], py[keep], values[keep]
     return Footprints(
         labels=labels,

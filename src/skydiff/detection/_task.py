@@ -54,6 +54,9 @@ class SourceDetectionConfig(Config):
     min_peak_separation: float = config_field(
         1.0, doc="Peaks closer than this many PSF FWHM are merged into the brighter."
     )
+    single_peak_planes: tuple[str, ...] = config_field(
+        ("SAT",), doc="Footprints touching these planes keep only their brightest peak."
+    )
     ignored_planes: tuple[str, ...] = config_field(
         ("NO_DATA", "BAD"), doc="Pixels with these planes count as zero signal."
     )
@@ -127,6 +130,7 @@ class SourceDetectionTask(Task):
         grow = round(c.grow_sigma * sigma)
         separation = c.min_peak_separation * sigma * SIGMA_TO_FWHM
         found: dict[str, Footprints | None] = {"positive": None, "negative": None}
+        single_peak = exposure.mask.get(c.single_peak_planes, ignore_missing=True)
         with self.timer("threshold", metadata):
             for polarity, sign in (("positive", 1.0), ("negative", -1.0)):
                 if c.polarity in (polarity, "both"):
@@ -136,6 +140,7 @@ class SourceDetectionTask(Task):
                         grow=grow,
                         min_pixels=c.min_pixels,
                         min_peak_separation=separation,
+                        single_peak=single_peak,
                     )
         for polarity, footprints in found.items():
             if footprints is not None:

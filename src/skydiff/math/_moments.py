@@ -14,9 +14,10 @@ def adaptive_moments(
 ) -> tuple[float, float, float, float, float]:
     """Gaussian-weighted (adaptive) second moments of a stamp.
 
-    Iterates a elliptical Gaussian weight matched to the object's own moments
-    (Bernstein & Jarvis 2002); for a Gaussian profile the result equals its
-    covariance. Robust to wings that unweighted moments would be dominated by.
+    Iterates an elliptical Gaussian weight matched to the object's own
+    moments (Bernstein & Jarvis 2002); for a Gaussian profile the result
+    equals its covariance. Robust to wings that unweighted moments would be
+    dominated by. NaN when the iteration fails (no positive flux).
 
     Returns
     -------
@@ -24,33 +25,12 @@ def adaptive_moments(
         ``(xc, yc, ixx, iyy, ixy)``: centroid in stamp pixel coordinates and
         second moments in pixels squared.
     """
-    stamp = np.asarray(stamp, dtype=np.float64)
+    stamp = np.ascontiguousarray(stamp, dtype=np.float64)
     ny, nx = stamp.shape
-    y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    total = stamp.sum()
-    xc, yc = (stamp * x).sum() / total, (stamp * y).sum() / total
-    ixx = iyy = max(((nx + ny) / 8.0) ** 2, 1.0)
-    ixy = 0.0
-    for _ in range(max_iter):
-        det = ixx * iyy - ixy * ixy
-        dx, dy = x - xc, y - yc
-        weight = np.exp(-0.5 * (iyy * dx * dx - 2 * ixy * dx * dy + ixx * dy * dy) / det)
-        wi = weight * stamp
-        norm = wi.sum()
-        new_xc, new_yc = (wi * x).sum() / norm, (wi * y).sum() / norm
-        mxx = (wi * dx * dx).sum() / norm
-        myy = (wi * dy * dy).sum() / norm
-        mxy = (wi * dx * dy).sum() / norm
-        # The weighted moments are those of the product of object and weight;
-        # undo the weight: C_obj^-1 = C_meas^-1 - C_weight^-1, and the
-        # fixed point of C_weight = C_obj gives C_weight = 2 C_meas.
-        new = (2 * mxx, 2 * myy, 2 * mxy)
-        change = max(abs(new[0] - ixx), abs(new[1] - iyy), abs(new[2] - ixy))
-        ixx, iyy, ixy = new
-        xc, yc = new_xc, new_yc
-        if change < tolerance * (ixx + iyy):
-            break
-    return float(xc), float(yc), float(ixx), float(iyy), float(ixy)
+    good = np.ones(stamp.shape, np.bool_)
+    sigma0 = max((nx + ny) / 8.0, 1.0)
+    xc, yc, ixx, iyy, ixy = _adaptive_one(stamp, good, sigma0, max_iter, tolerance, float(nx + ny))
+    return float(xc + nx // 2), float(yc + ny // 2), float(ixx), float(iyy), float(ixy)
 
 
 def half_max_fwhm(stamp: np.ndarray, *, oversample: int = 8) -> float:
@@ -71,7 +51,7 @@ def half_max_fwhm(stamp: np.ndarray, *, oversample: int = 8) -> float:
 
 
 @numba.njit(cache=True)
-def _adaptive_one(stamp, good, sigma0, max_iter, tolerance):
+def _adaptive_one(stamp, good, sigma0, max_iter, tolerance, max_shift):
     ny, nx = stamp.shape
     cy, cx = ny // 2, nx // 2
     xc, yc = 0.0, 0.0
@@ -102,8 +82,8 @@ def _adaptive_one(stamp, good, sigma0, max_iter, tolerance):
         if nxx <= 0 or nyy <= 0 or nxx * nyy <= nxy * nxy:
             return np.nan, np.nan, np.nan, np.nan, np.nan
         # keep the weight from running off the stamp
-        xc = min(max(xc + mx, -2.0), 2.0)
-        yc = min(max(yc + my, -2.0), 2.0)
+        xc = min(max(xc + mx, -max_shift), max_shift)
+        yc = min(max(yc + my, -max_shift), max_shift)
         change = abs(nxx - ixx) + abs(nyy - iyy) + abs(nxy - ixy)
         ixx, iyy, ixy = min(nxx, ny * nx), min(nyy, ny * nx), nxy
         if change < tolerance * (ixx + iyy) and abs(mx) + abs(my) < 1e-4:
@@ -116,7 +96,7 @@ def _adaptive_batch(stamps, good, sigma0, max_iter, tolerance):
     n = stamps.shape[0]
     out = np.empty((5, n))
     for k in numba.prange(n):
-        r = _adaptive_one(stamps[k], good[k], sigma0, max_iter, tolerance)
+        r = _adaptive_one(stamps[k], good[k], sigma0, max_iter, tolerance, 2.0)
         for m in range(5):
             out[m, k] = r[m]
     return out

@@ -115,22 +115,26 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self: C, overrides: Iterable[str]) -> C:
-        """Copy with ``"a.b=value"`` overrides applied (values parsed by field type).
+        """Copy with ``"a.b=value"`` overrides applied together (values parsed by field type).
 
         Examples
         --------
         >>> config.with_overrides(["kernel.spatial_order=2", "mode=auto"])  # doctest: +SKIP
         """
-        result = self
+        merged: dict[str, Any] = {}
         for item in overrides:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
                 raise InvalidParameterError(f"override {item!r} is not of the form key=value")
-            nested: Any = text.strip()
-            for part in reversed(key.strip().split(".")):
-                nested = {part: nested}
-            result = result.with_values(nested)
-        return result
+            *parents, leaf = key.strip().split(".")
+            node = merged
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise InvalidParameterError(f"override {item!r} conflicts with another")
+            node[leaf] = text.strip()
+        # one update, validated once, so that related fields may change together
+        return self.with_values(merged)
 
     @classmethod
     def from_toml(cls: type[C], path: str | Path) -> C:
