@@ -65,7 +65,7 @@ def test_psf_fitted_from_scratch_matches_the_truth(bright_field):
 
 
 def test_background_and_variance_recovered(bright_field):
-    exposure, _, truth, result = bright_field
+    exposure, _, _, result = bright_field
     sky = truth_sky(exposure)
     residual = result.background.evaluate(exposure.bbox) - sky
     noise = np.sqrt(np.median(exposure.variance) * 1.345)
