@@ -16,7 +16,7 @@ from ..detection import (
     SourceMeasurementConfig,
     SourceMeasurementTask,
 )
-from ..image import Exposure
+from ..image import Exposure, MaskedImage
 from ..psf import SIGMA_TO_FWHM, GaussianPsf, Psf
 from ..task import Config, Task, TaskMetadata, TaskResult, config_field
 from ._psf_determiner import PsfDeterminerConfig, PsfDeterminerTask
@@ -166,10 +166,12 @@ class CharacterizeTask(Task):
         metadata: TaskMetadata,
     ) -> tuple[Exposure, BackgroundList]:
         """Background-subtracted copy of ``exposure`` with ``detected`` pixels masked."""
-        source = exposure.copy()
-        source.mask.clear(["DETECTED", "DETECTED_NEGATIVE"])
+        mask = exposure.mask.copy()  # only the mask: the pixels are copied once, by the task
+        mask.clear(["DETECTED", "DETECTED_NEGATIVE"])
         if detected is not None:
-            source.mask.set("DETECTED", detected)
+            mask.set("DETECTED", detected)
+        masked = MaskedImage(exposure.image, mask, exposure.variance, bbox=exposure.bbox)
+        source = exposure.replace(masked_image=masked)
         result = self.background.run(source)
         metadata.add_child(result.metadata)
         work = result.exposure.replace(psf=psf)
@@ -199,11 +201,14 @@ class CharacterizeTask(Task):
     ) -> float:
         if not self.config.do_scale_variance:
             return 1.0
-        probe = work.masked_image.copy()
-        probe.mask.set("DETECTED", detected)
-        scaled = self.scale_variance.run(probe)
-        metadata.add_child(scaled.metadata)
-        return scaled.factor
+        mask = work.mask.copy()
+        mask.set("DETECTED", detected)
+        with self.timer("scale_variance", metadata):
+            factor, method = self.scale_variance.measure(
+                MaskedImage(work.image, mask, work.variance, bbox=work.bbox)
+            )
+        metadata.add("variance_method", method)
+        return factor
 
     def _fit_psf(self, work: Exposure, detections, metadata: TaskMetadata) -> tuple[Psf, Table]:
         """Measure, select stars and fit; returns the PSF and the stars (``x, y, used``)."""

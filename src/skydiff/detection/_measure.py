@@ -82,11 +82,14 @@ def aperture_fluxes(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Circular-aperture sums with exact pixel overlap (sep), their errors and a truncation flag.
 
-    ``x, y`` are array coordinates; ``bad`` pixels are excluded (not corrected for).
+    ``x, y`` are array coordinates; ``bad`` pixels (NO_DATA among them, whose
+    NaN values sep then skips) are excluded, not corrected for.
     """
-    data = np.ascontiguousarray(np.where(bad | ~np.isfinite(image), 0.0, image), np.float32)
-    var = np.ascontiguousarray(np.where(bad | ~np.isfinite(variance), 0.0, variance), np.float32)
-    flux, error, flags = sep.sum_circle(data, x, y, radius, var=var, subpix=0)
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    var = np.ascontiguousarray(variance, dtype=np.float32)
+    flux, error, flags = sep.sum_circle(
+        data, x, y, radius, var=var, mask=np.ascontiguousarray(bad), subpix=0
+    )
     return flux, error, (flags & sep.APER_TRUNC) != 0
 
 
@@ -101,5 +104,5 @@ def stamp_moments(stamps: StampSet, sigma0: float, bad_bits: int, size: int) -> 
     good = (stamps.inside & ((stamps.mask & bad_bits) == 0))[:, cut, cut]
     image = stamps.image[:, cut, cut]
     xc, yc = windowed_centroids(image, sigma=sigma0, good=good)
-    _, _, ixx, iyy, ixy = adaptive_moments_batch(image, good=good, sigma0=sigma0, tolerance=1e-4)
+    _, _, ixx, iyy, ixy = adaptive_moments_batch(image, good=good, sigma0=sigma0, tolerance=1e-3)
     return xc, yc, ixx, iyy, ixy

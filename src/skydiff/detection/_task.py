@@ -166,7 +166,9 @@ class SourceMeasurementConfig(Config):
     """Configuration of :class:`SourceMeasurementTask`."""
 
     stamp_size: int | None = config_field(
-        None, doc="Side of the PSF-fit stamps (odd); default: the PSF kernel size."
+        None,
+        doc="Side of the PSF-fit stamps (odd); default: 3 PSF FWHM on each side, at most "
+        "the PSF kernel size.",
     )
     aperture_radius: float | None = config_field(
         None, doc="Circular aperture radius in pixels; default 3 PSF FWHM."
@@ -235,7 +237,7 @@ class SourceMeasurementTask(Task):
         c, bbox, psf = self.config, exposure.bbox, exposure.psf
         fwhm = detections.psf_sigma * SIGMA_TO_FWHM
         ax, ay = peak_centroids(sign * detections.smoothed, footprints.peak_x, footprints.peak_y)
-        size = c.stamp_size or psf.kernel_size
+        size = c.stamp_size or min(psf.kernel_size, max(15, 2 * math.ceil(2.0 * fwhm) + 1))
         stamps = cut_stamps(exposure.image, exposure.variance, exposure.mask.array, ax, ay, size)
         mask = exposure.mask
         bad_bits = mask.bitmask(c.psf_flux_bad_planes, ignore_missing=True)

@@ -66,7 +66,10 @@ def _adaptive_one(stamp, good, sigma0, max_iter, tolerance, max_shift):
                 if not good[j, i]:
                     continue
                 rx = i - cx - xc
-                w = np.exp(-0.5 * (a * rx * rx + 2.0 * b * rx * ry + c * ry * ry)) * stamp[j, i]
+                q = a * rx * rx + 2.0 * b * rx * ry + c * ry * ry
+                if q > 30.0:  # weight below 3e-7 of its peak
+                    continue
+                w = np.exp(-0.5 * q) * stamp[j, i]
                 s0 += w
                 sx += w * rx
                 sy += w * ry

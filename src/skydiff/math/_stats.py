@@ -30,14 +30,26 @@ def _with_nan(data: np.ndarray, good: np.ndarray | None) -> np.ndarray:
     return np.where(bad, np.nan, data) if bad.any() else data
 
 
+def _good_values(data: np.ndarray, good: np.ndarray | None) -> np.ndarray:
+    """The finite, good values of ``data`` as a flat array (no float64 copy of the rest)."""
+    data = np.asarray(data)
+    keep = np.isfinite(data)
+    if good is not None:
+        keep &= np.asarray(good, dtype=bool)
+    return data[keep]
+
+
 def masked_median(
     data: np.ndarray, *, good: np.ndarray | None = None, axis: int | None = None
 ) -> np.ndarray | float:
     """Median of the finite, good values (NaN where there are none)."""
+    if axis is None:
+        values = _good_values(data, good)
+        return float(np.median(values)) if values.size else np.nan
     values = _with_nan(data, good)
     with np.errstate(all="ignore"):
         if np.isnan(values).all():
-            return np.full(np.delete(values.shape, axis), np.nan) if axis is not None else np.nan
+            return np.full(np.delete(values.shape, axis), np.nan)
         return _quiet_nan(np.nanmedian, values, axis)
 
 
@@ -45,6 +57,12 @@ def robust_sigma(
     data: np.ndarray, *, good: np.ndarray | None = None, axis: int | None = None
 ) -> np.ndarray | float:
     """Standard deviation estimated from the inter-quartile range (0.7413 IQR)."""
+    if axis is None:
+        values = _good_values(data, good)
+        if values.size == 0:
+            return np.nan
+        q25, q75 = np.percentile(values, [25.0, 75.0])
+        return float(IQR_TO_SIGMA * (q75 - q25))
     values = _with_nan(data, good)
     q25, q75 = _quiet_nan(
         lambda v, axis: np.nanpercentile(v, [25.0, 75.0], axis=axis), values, axis

@@ -49,12 +49,14 @@ def psf_stamps(
     y: np.ndarray,
     *,
     size: int | None = None,
-    grid_spacing: float = 512.0,
+    grid_spacing: float = 1024.0,
 ) -> np.ndarray:
-    """Unit-sum PSF images ``(n, size, size)`` for sources at parent positions ``(x, y)``.
+    """PSF images ``(n, size, size)`` for sources at parent positions ``(x, y)``.
 
     Stamp ``k`` is centred on pixel ``(round(x[k]), round(y[k]))`` with the
-    source at its sub-pixel offset. The PSF is evaluated on a grid of nodes
+    source at its sub-pixel offset. Stamps smaller than the PSF's kernel hold
+    the fraction of the unit-sum PSF that falls in them, so that a PSF fit on
+    a small stamp still measures the total flux. The PSF is evaluated on a grid of nodes
     about ``grid_spacing`` pixels apart over the sources' extent and
     interpolated quadratically between nodes (a PSF whose width is quadratic
     in position is reproduced exactly; bilinear interpolation would leave
@@ -69,13 +71,18 @@ def psf_stamps(
     kernels = np.array([[_resized(psf.kernel_image(a, b), size) for a in gx] for b in gy])
     ix, wx = _quadratic_weights(gx, x)
     iy, wy = _quadratic_weights(gy, y)
-    stamps = np.zeros((x.size, size, size))
-    for j in range(3):
-        for i in range(3):
-            weight = wy[:, j] * wx[:, i]
-            stamps += kernels[iy + j - 1, ix + i - 1] * weight[:, None, None]
+    weights = (wy[:, :, None] * wx[:, None, :]).reshape(x.size, 9)
+    stamps = np.empty((x.size, size * size))
+    cell = iy * gx.size + ix
+    for node in np.unique(cell):
+        members = np.flatnonzero(cell == node)
+        j, i = divmod(int(node), gx.size)
+        neighbours = kernels[j - 1 : j + 2, i - 1 : i + 2].reshape(9, size * size)
+        stamps[members] = weights[members] @ neighbours  # one matrix product per grid cell
+    stamps = stamps.reshape(x.size, size, size)
+    contained = stamps.sum(axis=(1, 2), keepdims=True)
     stamps = shift_stamps(stamps, x - np.rint(x), y - np.rint(y))
-    return stamps / stamps.sum(axis=(1, 2), keepdims=True)
+    return stamps * (contained / stamps.sum(axis=(1, 2), keepdims=True))
 
 
 def _grid(values: np.ndarray, spacing: float) -> np.ndarray:
