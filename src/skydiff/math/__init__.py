@@ -5,9 +5,15 @@ and sub-pixel shifts. No I/O, no configuration objects, no logging.
 """
 
 from ._binning import BinnedImage, bin_image, fill_empty_bins
-from ._chebyshev import chebyshev_design, evaluate_chebyshev_grid, fit_chebyshev
+from ._chebyshev import (
+    chebyshev_coefficient_matrix,
+    chebyshev_design,
+    evaluate_chebyshev_grid,
+    fit_chebyshev,
+)
 from ._filters import (
     box_dilate,
+    box_or,
     find_peaks,
     gaussian_kernel_1d,
     gaussian_smooth,
@@ -41,7 +47,9 @@ __all__ = [
     "adaptive_moments",
     "adaptive_moments_batch",
     "bin_image",
+    "chebyshev_coefficient_matrix",
     "box_dilate",
+    "box_or",
     "chebyshev_design",
     "clipped_stats",
     "cut_stamps",

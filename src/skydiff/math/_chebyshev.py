@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.polynomial import chebyshev
 
-__all__ = ["chebyshev_design", "evaluate_chebyshev_grid", "fit_chebyshev"]
+__all__ = [
+    "chebyshev_coefficient_matrix",
+    "chebyshev_design",
+    "evaluate_chebyshev_grid",
+    "fit_chebyshev",
+]
 
 
 def _scaled(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -49,6 +54,11 @@ def fit_chebyshev(
     design = chebyshev_design(x, y, order, bounds)
     w = np.ones(len(values)) if weights is None else np.sqrt(np.asarray(weights, np.float64))
     solution, *_ = np.linalg.lstsq(design * w[:, None], np.asarray(values) * w, rcond=None)
+    return chebyshev_coefficient_matrix(solution, order)
+
+
+def chebyshev_coefficient_matrix(solution: np.ndarray, order: int) -> np.ndarray:
+    """``C[j, i]`` of ``T_i(x) T_j(y)`` from coefficients in :func:`chebyshev_design` order."""
     coeffs = np.zeros((order + 1, order + 1))
     for (i, j), c in zip(_terms(order), solution, strict=True):
         coeffs[j, i] = c

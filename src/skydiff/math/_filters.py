@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "box_dilate",
+    "box_or",
     "find_peaks",
     "gaussian_kernel_1d",
     "gaussian_smooth",
@@ -183,3 +184,43 @@ def box_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
         return np.array(mask, dtype=bool)
     rows = _dilate_rows(np.ascontiguousarray(mask, dtype=np.bool_), int(radius))
     return _dilate_columns(rows, int(radius), 2 * numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _or_rows(mask: np.ndarray, radius: int) -> np.ndarray:
+    height, width = mask.shape
+    out = np.zeros((height, width), np.int32)
+    for y in numba.prange(height):
+        for x in range(width):
+            bits = mask[y, x]
+            if bits:
+                for xx in range(max(0, x - radius), min(width, x + radius + 1)):
+                    out[y, xx] |= bits
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _or_columns(mask: np.ndarray, radius: int, n_chunks: int) -> np.ndarray:
+    height, width = mask.shape
+    out = np.zeros((height, width), np.int32)
+    chunk = (width + n_chunks - 1) // n_chunks
+    for c in numba.prange(n_chunks):
+        for y in range(height):
+            for x in range(c * chunk, min((c + 1) * chunk, width)):
+                bits = mask[y, x]
+                if bits:
+                    for yy in range(max(0, y - radius), min(height, y + radius + 1)):
+                        out[yy, x] |= bits
+    return out
+
+
+def box_or(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Each pixel's bits ORed over a ``(2 radius + 1)``-square window (all planes at once).
+
+    The mask of an image convolved with a kernel of that size: a pixel is
+    affected by every flagged pixel under the kernel.
+    """
+    if radius <= 0:
+        return np.array(mask, dtype=np.int32)
+    rows = _or_rows(np.ascontiguousarray(mask, dtype=np.int32), int(radius))
+    return _or_columns(rows, int(radius), 2 * numba.get_num_threads())

@@ -1,0 +1,41 @@
+"""Image differencing: Alard-Lupton PSF matching, subtraction and decorrelation."""
+
+from ._basis import alard_lupton_basis, basis_sigmas, kernel_size_for
+from ._config import AlardLuptonSubtractConfig, KernelConfig
+from ._convolve import convolve_image, convolve_spatially
+from ._decorrelate import (
+    DecorrelatedImage,
+    Decorrelation,
+    SpatialDecorrelation,
+    compute_decorrelation,
+    decorrelate,
+    decorrelate_spatially,
+    difference_psf,
+)
+from ._kernel import DifferentialBackground, SpatialKernel
+from ._solve import StampEquations, solve_spatial, stamp_equations
+from ._subtract import AlardLuptonSubtractResult, AlardLuptonSubtractTask
+
+__all__ = [
+    "AlardLuptonSubtractConfig",
+    "AlardLuptonSubtractResult",
+    "AlardLuptonSubtractTask",
+    "DecorrelatedImage",
+    "Decorrelation",
+    "DifferentialBackground",
+    "KernelConfig",
+    "SpatialDecorrelation",
+    "SpatialKernel",
+    "StampEquations",
+    "alard_lupton_basis",
+    "basis_sigmas",
+    "compute_decorrelation",
+    "convolve_image",
+    "convolve_spatially",
+    "decorrelate",
+    "decorrelate_spatially",
+    "difference_psf",
+    "kernel_size_for",
+    "solve_spatial",
+    "stamp_equations",
+]
