@@ -1,6 +1,7 @@
 """Source detection and measurement."""
 
 from ._footprints import Footprints, detect_footprints
+from ._measure import aperture_fluxes, peak_centroids, psf_fluxes, stamp_moments
 from ._task import (
     DetectionResult,
     MeasurementResult,
@@ -18,5 +19,9 @@ __all__ = [
     "SourceDetectionTask",
     "SourceMeasurementConfig",
     "SourceMeasurementTask",
+    "aperture_fluxes",
     "detect_footprints",
+    "peak_centroids",
+    "psf_fluxes",
+    "stamp_moments",
 ]

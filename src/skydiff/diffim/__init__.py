@@ -12,6 +12,15 @@ from ._decorrelate import (
     decorrelate_spatially,
     difference_psf,
 )
+from ._dia_sources import (
+    DetectAndMeasureConfig,
+    DetectAndMeasureResult,
+    DetectAndMeasureTask,
+    DipoleFit,
+    DipoleStamp,
+    associate_dipoles,
+    fit_dipole,
+)
 from ._kernel import DifferentialBackground, SpatialKernel
 from ._solve import StampEquations, solve_spatial, stamp_equations
 from ._subtract import AlardLuptonSubtractResult, AlardLuptonSubtractTask
@@ -22,12 +31,18 @@ __all__ = [
     "AlardLuptonSubtractTask",
     "DecorrelatedImage",
     "Decorrelation",
+    "DetectAndMeasureConfig",
+    "DetectAndMeasureResult",
+    "DetectAndMeasureTask",
     "DifferentialBackground",
+    "DipoleFit",
+    "DipoleStamp",
     "KernelConfig",
     "SpatialDecorrelation",
     "SpatialKernel",
     "StampEquations",
     "alard_lupton_basis",
+    "associate_dipoles",
     "basis_sigmas",
     "compute_decorrelation",
     "convolve_image",
@@ -35,6 +50,7 @@ __all__ = [
     "decorrelate",
     "decorrelate_spatially",
     "difference_psf",
+    "fit_dipole",
     "kernel_size_for",
     "solve_spatial",
     "stamp_equations",

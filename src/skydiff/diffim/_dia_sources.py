@@ -20,8 +20,10 @@ from ..detection import (
     SourceDetectionTask,
     SourceMeasurementConfig,
     SourceMeasurementTask,
+    aperture_fluxes,
+    peak_centroids,
+    psf_fluxes,
 )
-from ..detection._measure import aperture_fluxes, peak_centroids, psf_fluxes
 from ..errors import AlgorithmError, InvalidExposureError
 from ..image import Box, Exposure, Mask, MaskedImage
 from ..math import cut_stamps

@@ -151,7 +151,7 @@ class AlardLuptonSubtractTask(Task):
         matched_science = self._convolve(science, kernel, metadata)
         # the model is template = K * science + background
         difference = self._subtract(matched_science, template, None)
-        difference.image += background.evaluate(science.bbox)
+        difference.image[...] += background.evaluate(science.bbox)
         difference = self.finalize(
             template, science, difference, kernel, metadata, template_matched=False
         )
