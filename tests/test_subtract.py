@@ -262,3 +262,30 @@ def test_result_metadata_and_pickling():
     assert result.difference.psf is not None and result.difference.units == "count"
     clone = pickle.loads(pickle.dumps(result))
     assert clone.difference.masked_image == result.difference.masked_image
+
+
+def test_cli_subtract(tmp_path, capsys):
+    from skydiff.cli import main
+    from skydiff.io import write_exposure
+
+    rng = np.random.default_rng(10)
+    transients = Table({"x": rng.uniform(150, 550, 5), "y": rng.uniform(250, 650, 5),
+                        "flux": np.full(5, 20000.0)})
+    pair = make_test_pair(seed=10, transients=transients)
+    science = write_exposure(pair.science, tmp_path / "science.fits")
+    template = write_exposure(pair.template, tmp_path / "template.fits")
+    out = tmp_path / "diff.fits"
+    argv = ["subtract", str(science), str(template), "-o", str(out), "--dia-sources",
+            str(tmp_path / "dia.ecsv"), "--metrics", str(tmp_path / "m.json"),
+            "-c", "kernel.spatial_order=0"]
+    assert main(argv) == 0
+    assert "convolveTemplate" in capsys.readouterr().out
+    difference = read_exposure(out)
+    assert difference.psf is not None
+    dia = Table.read(tmp_path / "dia.ecsv")
+    assert np.sum(~np.asarray(dia["is_negative"])) >= 5
+    assert main(argv) == 1  # refuses to overwrite
+    other = pair.template.replace(wcs=tan_wcs(crpix=(10.0, 10.0)))
+    shifted = write_exposure(other, tmp_path / "shifted.fits")
+    assert main(["subtract", str(science), str(shifted), "-o", str(tmp_path / "d2.fits")]) == 1
+    assert "warp" in capsys.readouterr().err

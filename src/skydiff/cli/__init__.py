@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SkydiffError
-from . import _characterize, _demo, _info
+from . import _characterize, _demo, _info, _subtract
 
 __all__ = ["main"]
 
-_COMMANDS = (_demo, _info, _characterize)
+_COMMANDS = (_demo, _info, _characterize, _subtract)
 
 
 def build_parser() -> argparse.ArgumentParser:
