@@ -10,7 +10,6 @@ from ..characterize import StarSelectorTask
 from ..detection import SourceDetectionTask, SourceMeasurementTask
 from ..errors import InsufficientSourcesError, InvalidExposureError
 from ..image import Exposure
-from ..math import box_or
 from ._config import AlardLuptonSubtractConfig
 
 __all__ = ["detect_kernel_sources", "kernel_stamp_centers"]
@@ -67,11 +66,20 @@ def kernel_stamp_centers(
     inside &= cy < bbox.height - margin
     bits_s = science.mask.bitmask(config.kernel.bad_planes, ignore_missing=True)
     bits_t = template.mask.bitmask(config.kernel.bad_planes, ignore_missing=True)
-    near_bad = (box_or(science.mask.array & bits_s, half_size) != 0) | (
-        box_or(template.mask.array & bits_t, margin) != 0
-    )
     usable = inside.copy()
-    usable[inside] = ~near_bad[cy[inside], cx[inside]]
+    for k in np.flatnonzero(inside):
+        inner = (
+            slice(cy[k] - half_size, cy[k] + half_size + 1),
+            slice(cx[k] - half_size, cx[k] + half_size + 1),
+        )
+        outer = (
+            slice(cy[k] - margin, cy[k] + margin + 1),
+            slice(cx[k] - margin, cx[k] + margin + 1),
+        )
+        usable[k] = not (
+            np.any(science.mask.array[inner] & bits_s)
+            or np.any(template.mask.array[outer] & bits_t)
+        )
     order = (
         np.argsort(-np.asarray(sources["snr"], float))
         if "snr" in sources.colnames

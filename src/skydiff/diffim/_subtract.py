@@ -440,9 +440,10 @@ class AlardLuptonSubtractTask(Task):
         bad = difference.mask.get(
             ("NO_DATA", "BAD", "SAT", "EDGE", "SAT_TEMPLATE"), ignore_missing=True
         )
+        # every third row and column: a million pixels pin the statistics to 0.1%
         with np.errstate(invalid="ignore", divide="ignore"):
-            normalized = difference.image / np.sqrt(difference.variance)
-        stats = clipped_stats(normalized, good=~bad & np.isfinite(normalized))
+            normalized = difference.image[::3, ::3] / np.sqrt(difference.variance[::3, ::3])
+        stats = clipped_stats(normalized, good=~bad[::3, ::3] & np.isfinite(normalized))
         metadata.add("residual_mean", stats.mean)
         metadata.add("residual_std", stats.stddev)
         ratios = _footprint_ratios(result, science)
@@ -479,10 +480,12 @@ def _check_same_grid(template: Exposure, science: Exposure) -> None:
 
 
 def _mean_variance(exposure: Exposure) -> float:
-    good = np.isfinite(exposure.variance) & ~exposure.mask.get(
+    """Median variance of the good pixels (of every third row and column)."""
+    variance = exposure.variance[::3, ::3]
+    bad = exposure.mask.array[::3, ::3] & exposure.mask.bitmask(
         ("NO_DATA", "BAD"), ignore_missing=True
     )
-    return float(np.median(exposure.variance[good]))
+    return float(np.median(variance[np.isfinite(variance) & (bad == 0)]))
 
 
 def _separable_terms(kernel: SpatialKernel, bbox) -> tuple[list, list]:
