@@ -1,6 +1,12 @@
 """Image differencing: Alard-Lupton PSF matching, subtraction and decorrelation."""
 
-from ._basis import alard_lupton_basis, basis_sigmas, kernel_size_for
+from ._basis import (
+    SeparableBasis,
+    alard_lupton_basis,
+    basis_sigmas,
+    kernel_size_for,
+    separable_basis,
+)
 from ._config import AlardLuptonSubtractConfig, KernelConfig
 from ._convolve import convolve_image, convolve_spatially
 from ._decorrelate import (
@@ -38,6 +44,7 @@ __all__ = [
     "DipoleFit",
     "DipoleStamp",
     "KernelConfig",
+    "SeparableBasis",
     "SpatialDecorrelation",
     "SpatialKernel",
     "StampEquations",
@@ -52,6 +59,7 @@ __all__ = [
     "difference_psf",
     "fit_dipole",
     "kernel_size_for",
+    "separable_basis",
     "solve_spatial",
     "stamp_equations",
 ]

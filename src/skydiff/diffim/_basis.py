@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["alard_lupton_basis", "basis_sigmas", "kernel_size_for"]
+__all__ = [
+    "SeparableBasis",
+    "alard_lupton_basis",
+    "basis_sigmas",
+    "kernel_size_for",
+    "separable_basis",
+]
 
 
 def basis_sigmas(
@@ -71,3 +78,42 @@ def alard_lupton_basis(
         basis[k] -= basis[k].sum() * basis[0]
         basis[k] /= np.sqrt((basis[k] ** 2).sum())
     return basis
+
+
+@dataclass(frozen=True)
+class SeparableBasis:
+    """The Alard-Lupton basis as sums of separable functions.
+
+    Raw function ``r`` is ``x_filters[x_index[r]](x) * y_filters[y_index[r]](y)``;
+    the normalised basis of :func:`alard_lupton_basis` is ``transform @ raw``.
+    Convolving with separable functions costs two 1-d passes instead of a 2-d
+    one, which makes the kernel fit's stamp convolutions cheap.
+    """
+
+    x_filters: np.ndarray
+    y_filters: np.ndarray
+    x_index: np.ndarray
+    y_index: np.ndarray
+    transform: np.ndarray
+
+
+def separable_basis(
+    size: int, sigmas: tuple[float, ...], degrees: tuple[int, ...]
+) -> SeparableBasis:
+    """The separable form of ``alard_lupton_basis(size, sigmas, degrees)``."""
+    half = size // 2
+    grid = np.arange(-half, half + 1, dtype=np.float64)
+    filters, x_index, y_index = [], [], []
+    for sigma, degree in zip(sigmas, degrees, strict=True):
+        first = len(filters)
+        gaussian = np.exp(-(grid * grid) / (2.0 * sigma * sigma))
+        filters.extend(gaussian * grid**p for p in range(degree + 1))
+        for total in range(degree + 1):
+            for j in range(total + 1):
+                x_index.append(first + total - j)
+                y_index.append(first + j)
+    filters = np.array(filters)
+    raw = np.einsum("ry,rx->ryx", filters[y_index], filters[x_index]).reshape(len(x_index), -1)
+    basis = alard_lupton_basis(size, sigmas, degrees).reshape(len(x_index), -1)
+    transform = basis @ np.linalg.pinv(raw)
+    return SeparableBasis(filters, filters, np.array(x_index), np.array(y_index), transform)

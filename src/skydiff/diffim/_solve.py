@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft
 
 from ..math import chebyshev_design, n_polynomial_terms, normalized_coordinates, polynomial_terms
+from ._basis import SeparableBasis
 
 __all__ = ["KernelSolution", "StampEquations", "solve_spatial", "stamp_equations"]
 
@@ -70,11 +70,40 @@ class StampEquations:
         return self.data_norms - 2.0 * linear + quadratic
 
 
+def _toeplitz(filters: np.ndarray, n_in: int) -> np.ndarray:
+    """``(n_filters, n_in, n_out)`` matrices: ``row @ M`` is the valid 1-d convolution."""
+    size = filters.shape[1]
+    n_out = n_in - size + 1
+    matrices = np.zeros((len(filters), n_in, n_out))
+    for j in range(n_out):
+        # out[j] = sum_u f[u] in[j + size - 1 - u]
+        matrices[:, j : j + size, j] = filters[:, ::-1]
+    return matrices
+
+
+def _convolved_stamps(regions: np.ndarray, basis: SeparableBasis) -> np.ndarray:
+    """``(n_stamps, n_basis, n_out, n_out)``: each region convolved with each basis kernel."""
+    n_in = regions.shape[1]
+    mx = _toeplitz(basis.x_filters, n_in)
+    my = _toeplitz(basis.y_filters, n_in)
+    rows = {int(i): regions @ mx[i] for i in np.unique(basis.x_index)}  # (n_s, n_in, n_out)
+    raw = np.stack(
+        [
+            np.swapaxes(my[j], 0, 1) @ rows[int(i)]
+            for i, j in zip(basis.x_index, basis.y_index, strict=True)
+        ],
+        axis=1,
+    )
+    n_s, n_raw, n_out = raw.shape[0], raw.shape[1], raw.shape[2]
+    mixed = basis.transform @ raw.reshape(n_s, n_raw, n_out * n_out)  # BLAS, per stamp
+    return mixed.reshape(n_s, -1, n_out, n_out)
+
+
 def stamp_equations(
     template: np.ndarray,
     science: np.ndarray,
     weights: np.ndarray,
-    basis: np.ndarray,
+    basis: SeparableBasis,
     centers: np.ndarray,
     *,
     half_size: int,
@@ -87,44 +116,45 @@ def stamp_equations(
     ``template`` and ``science`` are aligned arrays whose first pixel is
     parent ``origin``; every stamp, grown by the kernel's half-width in the
     template, must lie inside them. ``weights`` is zero for pixels to ignore.
+    All stamps are convolved at once through the basis's separable form.
     """
-    n_basis, size = basis.shape[0], basis.shape[1]
-    radius = size // 2
-    side = 2 * (half_size + radius) + 1
-    length = fft.next_fast_len(side + size - 1, real=True)
-    basis_ft = fft.rfft2(basis, s=(length, length), workers=-1)
-    offsets = np.arange(-half_size, half_size + 1)
-    n_cols = n_basis + (background_order + 1) * (background_order + 2) // 2
-    matrices = np.empty((len(centers), n_cols, n_cols))
-    vectors = np.empty((len(centers), n_cols))
-    norms, counts = np.empty(len(centers)), np.empty(len(centers), np.int64)
-    valid = slice(2 * radius, 2 * radius + 2 * half_size + 1)
-    for s, (cx, cy) in enumerate(np.asarray(centers, np.int64)):
-        cut = (
-            slice(cy - half_size - radius, cy + half_size + radius + 1),
-            slice(cx - half_size - radius, cx + half_size + radius + 1),
-        )
-        region = np.nan_to_num(template[cut].astype(np.float64))
-        convolved = fft.irfft2(
-            fft.rfft2(region, s=(length, length))[None] * basis_ft, s=(length, length), workers=-1
-        )[:, valid, valid]
-        inner = (
-            slice(cy - half_size, cy + half_size + 1),
-            slice(cx - half_size, cx + half_size + 1),
-        )
-        xs, ys = np.meshgrid(offsets + cx + origin[0], offsets + cy + origin[1])
-        background = chebyshev_design(xs.ravel(), ys.ravel(), background_order, bounds)
-        design = np.concatenate([convolved.reshape(n_basis, -1).T, background], axis=1)
-        w = weights[inner].ravel().astype(np.float64)
-        data = np.nan_to_num(science[inner].ravel().astype(np.float64))
-        weighted = design * w[:, None]
-        matrices[s] = weighted.T @ design
-        vectors[s] = weighted.T @ data
-        norms[s], counts[s] = float(np.sum(w * data * data)), int(np.count_nonzero(w))
-    x = np.asarray(centers)[:, 0] + origin[0]
-    y = np.asarray(centers)[:, 1] + origin[1]
+    centers = np.asarray(centers, np.int64)
+    radius = basis.x_filters.shape[1] // 2
+    outer, side = half_size + radius, 2 * half_size + 1
+    offsets_out = np.arange(-outer, outer + 1)
+    offsets_in = np.arange(-half_size, half_size + 1)
+    cx, cy = centers[:, 0], centers[:, 1]
+    regions = np.nan_to_num(
+        template[
+            (cy[:, None, None] + offsets_out[None, :, None]),
+            (cx[:, None, None] + offsets_out[None, None, :]),
+        ].astype(np.float64)
+    )
+    rows = cy[:, None, None] + offsets_in[None, :, None]
+    cols = cx[:, None, None] + offsets_in[None, None, :]
+    data = np.nan_to_num(science[rows, cols].astype(np.float64)).reshape(len(centers), -1)
+    w = weights[rows, cols].astype(np.float64).reshape(len(centers), -1)
+    convolved = _convolved_stamps(regions, basis).reshape(len(centers), -1, side * side)
+    full = (len(centers), side, side)
+    xs = np.broadcast_to(cols + origin[0], full).reshape(-1).astype(float)
+    ys = np.broadcast_to(rows + origin[1], full).reshape(-1).astype(float)
+    background = chebyshev_design(xs, ys, background_order, bounds).reshape(
+        len(centers), side * side, -1
+    )
+    design = np.concatenate([np.swapaxes(convolved, 1, 2), background], axis=2)
+    weighted = design * w[:, :, None]
+    matrices = np.swapaxes(weighted, 1, 2) @ design
+    vectors = (np.swapaxes(weighted, 1, 2) @ data[:, :, None])[:, :, 0]
+    norms = np.einsum("sp,sp->s", w, data * data)
+    counts = np.count_nonzero(w, axis=1)
     return StampEquations(
-        matrices, vectors, norms, counts, x.astype(float), y.astype(float), n_basis
+        matrices,
+        vectors,
+        norms,
+        counts,
+        (cx + origin[0]).astype(float),
+        (cy + origin[1]).astype(float),
+        basis.transform.shape[0],
     )
 
 

@@ -16,7 +16,7 @@ from ..image import Exposure, Mask, MaskedImage
 from ..math import box_or, clipped_stats
 from ..psf import SIGMA_TO_FWHM, ImagePsf
 from ..task import Task, TaskMetadata, TaskResult
-from ._basis import alard_lupton_basis, basis_sigmas, kernel_size_for
+from ._basis import alard_lupton_basis, basis_sigmas, kernel_size_for, separable_basis
 from ._config import AlardLuptonSubtractConfig
 from ._convolve import convolve_image, convolve_spatially
 from ._decorrelate import (
@@ -214,7 +214,7 @@ class AlardLuptonSubtractTask(Task):
         narrower_template = template.psf.sigma(x, y) <= science.psf.sigma(x, y)
         return "convolveTemplate" if narrower_template else "convolveScience"
 
-    def _basis(self, reference: Exposure, target: Exposure) -> np.ndarray:
+    def _basis(self, reference: Exposure, target: Exposure):
         """Basis for a kernel taking ``reference``'s PSF to ``target``'s."""
         k = self.config.kernel
         x, y = target.bbox.center
@@ -230,14 +230,15 @@ class AlardLuptonSubtractTask(Task):
             floor=k.min_sigma,
             n_gaussians=len(k.degrees),
         )
-        return alard_lupton_basis(size, tuple(sigmas), k.degrees)
+        sigmas = tuple(sigmas)
+        return alard_lupton_basis(size, sigmas, k.degrees), separable_basis(size, sigmas, k.degrees)
 
     def _fit(
         self, reference: Exposure, target: Exposure, sources: Table, metadata: TaskMetadata
     ) -> tuple[SpatialKernel, DifferentialBackground, Table]:
         """Kernel and background with ``target ~ kernel * reference + background``."""
         k = self.config.kernel
-        basis = self._basis(reference, target)
+        basis, separable = self._basis(reference, target)
         radius = basis.shape[1] // 2
         x, y = target.bbox.center
         fwhm = SIGMA_TO_FWHM * max(target.psf.sigma(x, y), reference.psf.sigma(x, y))
@@ -252,7 +253,7 @@ class AlardLuptonSubtractTask(Task):
                 reference.image,
                 target.image,
                 self._weights(reference, target),
-                basis,
+                separable,
                 centers,
                 half_size=half,
                 origin=(b.x0, b.y0),
