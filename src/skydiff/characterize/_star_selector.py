@@ -22,7 +22,6 @@ _REJECT_FLAGS = (
     "flag_cr",
     "flag_bad",
     "flag_suspect",
-    "flag_blended",
 )
 
 

@@ -16,6 +16,7 @@ from ..detection import (
     SourceMeasurementConfig,
     SourceMeasurementTask,
 )
+from ..errors import AlgorithmError
 from ..image import Exposure, MaskedImage
 from ..psf import SIGMA_TO_FWHM, GaussianPsf, Psf
 from ..task import Config, Task, TaskMetadata, TaskResult, config_field
@@ -219,6 +220,15 @@ class CharacterizeTask(Task):
         stars = catalog[selection.selected]
         fitted = self.psf_determiner.run(work, stars)
         metadata.add_child(fitted.metadata)
+        new_sigma = fitted.psf.sigma(*work.bbox.center)
+        old_sigma = work.psf.sigma(*work.bbox.center)
+        if not (np.isfinite(new_sigma) and 0.33 < new_sigma / old_sigma < 3.0):
+            raise AlgorithmError(
+                f"the PSF fitted to {len(stars)} stars of {work.describe()} has a width "
+                f"{new_sigma:.3g} px against {old_sigma:.3g} px before: too few or unsuitable "
+                "stars (blends, galaxies, artefacts)",
+                metadata.values,
+            )
         table = Table(
             {
                 "x": np.asarray(stars["x"]),

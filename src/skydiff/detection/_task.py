@@ -115,7 +115,12 @@ class SourceDetectionTask(Task):
         """Gaussian sigma (pixels) matched to the exposure's PSF at its centre."""
         if exposure.psf is None:
             return self.config.default_fwhm / SIGMA_TO_FWHM
-        return float(exposure.psf.sigma(*exposure.bbox.center))
+        sigma = float(exposure.psf.sigma(*exposure.bbox.center))
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise InvalidExposureError(
+                f"the PSF of {exposure.describe()} has no finite width (sigma {sigma})"
+            )
+        return sigma
 
     def run(self, exposure: Exposure) -> DetectionResult:
         """Detect footprints and peaks; the exposure is not modified."""
