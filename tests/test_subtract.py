@@ -352,3 +352,36 @@ def test_as_good_as_subtraction_with_the_true_kernel():
         figures[name] = (false, np.sqrt(np.mean(normalized[stars] ** 2)))
     assert figures["skydiff"][0] <= 1.5 * figures["oracle"][0]
     assert abs(figures["skydiff"][1] - figures["oracle"][1]) < 0.05
+
+
+def test_preconvolution_score_image():
+    from skydiff.diffim import AlardLuptonPreconvolveSubtractTask
+
+    rng = np.random.default_rng(3)
+    transients = Table(
+        {
+            "x": rng.uniform(150, 550, 30),
+            "y": rng.uniform(250, 650, 30),
+            "flux": rng.uniform(500, 3000, 30),
+        }
+    )
+    pair = make_test_pair(
+        science_fwhm=3.5,
+        template_fwhm=3.5,
+        science_noise=5.0,
+        template_noise=2.0,
+        transients=transients,
+        seed=5,
+    )
+    result = AlardLuptonPreconvolveSubtractTask().run(pair.template, pair.science)
+    score = result.score
+    significance = score.image / np.sqrt(score.variance)
+    quiet = (score.mask.array == 0) & (pair.science_model < 0.5)
+    # the score's value over its standard deviation is a significance: unit spread on noise
+    assert np.nanstd(significance[quiet]) == pytest.approx(1.0, abs=0.05)
+    ix = np.rint(np.asarray(transients["x"]) - score.bbox.x0).astype(int)
+    iy = np.rint(np.asarray(transients["y"]) - score.bbox.y0).astype(int)
+    sigma = 3.5 / 2.3548
+    expected = np.asarray(transients["flux"]) / np.sqrt(4 * np.pi * sigma**2 * (25.0 + 4.0))
+    # the optimal S/N of each transient, up to pixel phase (peaks sit within half a pixel)
+    assert np.median(significance[iy, ix] / expected) == pytest.approx(1.0, abs=0.08)

@@ -28,10 +28,13 @@ from ._dia_sources import (
     fit_dipole,
 )
 from ._kernel import DifferentialBackground, SpatialKernel
+from ._preconvolve import AlardLuptonPreconvolveSubtractResult, AlardLuptonPreconvolveSubtractTask
 from ._solve import StampEquations, solve_spatial, stamp_equations
 from ._subtract import AlardLuptonSubtractResult, AlardLuptonSubtractTask
 
 __all__ = [
+    "AlardLuptonPreconvolveSubtractResult",
+    "AlardLuptonPreconvolveSubtractTask",
     "AlardLuptonSubtractConfig",
     "AlardLuptonSubtractResult",
     "AlardLuptonSubtractTask",
