@@ -118,6 +118,11 @@ class AlardLuptonSubtractConfig(Config):
         doc="Below this fraction of science pixels covered by the template, raise "
         "NoWorkFound [requiredTemplateFraction].",
     )
+    exact_convolved_variance: bool = config_field(
+        False,
+        doc="Convolve the variance with the squared kernel exactly rather than with a "
+        "Gaussian of its sum and second moments (exact where the variance is smooth).",
+    )
     do_decorrelation: bool = config_field(
         True, doc="Whiten the difference-image noise [doDecorrelation]."
     )

@@ -62,7 +62,8 @@ def convolve_spatially(
     size = kernels.shape[1]
     radius = size // 2
     shape = _spectra_size(image.shape, size)
-    data = np.where(np.isfinite(image), image, 0.0).astype(np.float32)
+    data = np.array(image, dtype=np.float32)  # a float32 copy, zeroed where not finite
+    data[~np.isfinite(data)] = 0.0
     image_ft = fft.rfft2(data, s=shape, workers=-1)
     del data
     result = np.zeros(image.shape, np.float32)
