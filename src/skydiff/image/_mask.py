@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ..errors import InvalidParameterError, UnknownMaskPlaneError
+from ..math import bits_set
 from ._box import Box
 
 __all__ = ["MAX_MASK_PLANES", "STANDARD_MASK_PLANES", "Mask"]
@@ -135,7 +136,7 @@ class Mask:
 
     def get(self, names: str | Iterable[str], *, ignore_missing: bool = False) -> np.ndarray:
         """Boolean array, True where any of the named planes is set."""
-        return (self.array & self.bitmask(names, ignore_missing=ignore_missing)) != 0
+        return bits_set(self.array, self.bitmask(names, ignore_missing=ignore_missing))
 
     def set(self, names: str | Iterable[str], where: np.ndarray | None = None) -> None:
         """Set the named planes (added if new) where ``where`` is True (default: everywhere)."""

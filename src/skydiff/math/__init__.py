@@ -12,6 +12,7 @@ from ._chebyshev import (
     fit_chebyshev,
 )
 from ._filters import (
+    bits_set,
     box_dilate,
     box_or,
     find_peaks,
@@ -47,6 +48,7 @@ __all__ = [
     "adaptive_moments",
     "adaptive_moments_batch",
     "bin_image",
+    "bits_set",
     "box_dilate",
     "box_or",
     "chebyshev_coefficient_matrix",

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 __all__ = [
+    "bits_set",
     "box_dilate",
     "box_or",
     "find_peaks",
@@ -275,3 +276,20 @@ def box_or(mask: np.ndarray, radius: int) -> np.ndarray:
         return mask.copy()
     rows = _or_filter_rows(mask, int(radius))
     return _or_filter_columns(rows, int(radius), 2 * numba.get_num_threads())
+
+
+@numba.njit(parallel=True, cache=True)
+def _bits_set(array: np.ndarray, bits: np.int32) -> np.ndarray:
+    out = np.empty(array.shape, np.bool_)
+    flat_in, flat_out = array.reshape(-1), out.reshape(-1)
+    for i in numba.prange(flat_in.size):
+        flat_out[i] = (flat_in[i] & bits) != 0
+    return out
+
+
+def bits_set(array: np.ndarray, bits: int) -> np.ndarray:
+    """Boolean array, True where ``array & bits`` is non-zero (one pass, no temporaries)."""
+    array = np.asarray(array)
+    if array.dtype != np.int32 or not array.flags.c_contiguous or array.size < 65536:
+        return (array & bits) != 0
+    return _bits_set(array, np.int32(bits))
