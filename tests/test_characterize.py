@@ -8,16 +8,9 @@ from skydiff.detection import SourceDetectionTask, SourceMeasurementTask
 from skydiff.errors import InsufficientSourcesError
 from skydiff.io import DECAM_CP_MASK_VALUES, read_exposure, read_image
 from skydiff.psf import GaussianPsf, ImagePsf
-from skydiff.sim import Camera, SurveyConfig, simulate_exposure
+from skydiff.sim import Camera, SurveyConfig, simulate_exposure, sky_image
 
 from .conftest import data_path
-
-
-def truth_sky(exposure):
-    meta = exposure.metadata
-    cx, cy = exposure.bbox.center
-    y, x = np.mgrid[exposure.bbox.y0 : exposure.bbox.y_end, exposure.bbox.x0 : exposure.bbox.x_end]
-    return meta["SKYLEVEL"] + meta["SKYSLPX"] * (x - cx) + meta["SKYSLPY"] * (y - cy)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def test_psf_fitted_from_scratch_matches_the_truth(bright_field):
 
 def test_background_and_variance_recovered(bright_field):
     exposure, _, _, result = bright_field
-    sky = truth_sky(exposure)
+    sky = sky_image(exposure)
     residual = result.background.evaluate(exposure.bbox) - sky
     noise = np.sqrt(np.median(exposure.variance) * 1.345)
     # away from the stars' footprints and the image edge (one bin)

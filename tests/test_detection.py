@@ -9,7 +9,7 @@ from skydiff.detection import (
 )
 from skydiff.errors import InvalidExposureError, InvalidParameterError
 from skydiff.image import Exposure, MaskedImage
-from skydiff.sim import Camera, SurveyConfig, simulate_exposure
+from skydiff.sim import Camera, SurveyConfig, simulate_exposure, sky_image
 
 
 @pytest.fixture(scope="module")
@@ -20,19 +20,11 @@ def simulated():
     return simulate_exposure(config, Camera.single(1024), visit=1, detector=0, origin=(300, 500))
 
 
-def true_sky(exposure):
-    """The simulator's sky plane: a level at the centre and a linear gradient."""
-    meta = exposure.metadata
-    cx, cy = exposure.bbox.center
-    y, x = np.mgrid[exposure.bbox.y0 : exposure.bbox.y_end, exposure.bbox.x0 : exposure.bbox.x_end]
-    return meta["SKYLEVEL"] + meta["SKYSLPX"] * (x - cx) + meta["SKYSLPY"] * (y - cy)
-
-
 @pytest.fixture(scope="module")
 def measured(simulated):
     # the true sky, so that these tests judge detection and measurement alone
     exposure = simulated.exposure.copy()
-    exposure.image[...] -= true_sky(exposure)
+    exposure.image[...] -= sky_image(exposure)
     detections = SourceDetectionTask().run(exposure)
     catalog = SourceMeasurementTask().run(exposure, detections).catalog
     return exposure, detections, catalog

@@ -22,7 +22,7 @@ Examples
 from ._camera import Camera
 from ._catalog import SurveyTruth, magnitude_to_njy, make_truth
 from ._config import SkyModel, SurveyConfig
-from ._exposure import SimulatedExposure, simulate_exposure
+from ._exposure import SimulatedExposure, simulate_exposure, sky_image
 from ._survey import Survey, simulate_survey, write_survey
 from ._visits import VisitConditions
 
@@ -38,5 +38,6 @@ __all__ = [
     "make_truth",
     "simulate_exposure",
     "simulate_survey",
+    "sky_image",
     "write_survey",
 ]

@@ -22,7 +22,7 @@ from ._psfgrid import PsfGrid
 from ._render import GALAXY_MAX_HALF, render_galaxies, render_point_sources
 from ._visits import STREAM_EXPOSURE, VisitConditions, rng_for
 
-__all__ = ["SimulatedExposure", "simulate_exposure"]
+__all__ = ["SimulatedExposure", "simulate_exposure", "sky_image"]
 
 log = logging.getLogger(__name__)
 
@@ -330,3 +330,17 @@ def simulate_exposure(
         time.perf_counter() - start,
     )
     return SimulatedExposure(exposure, sources, model if keep_model else None)
+
+
+def sky_image(exposure: Exposure) -> np.ndarray:
+    """The true sky of a simulated exposure (counts): its level and linear gradient.
+
+    Read from the ``SKYLEVEL`` (at the box centre), ``SKYSLPX`` and ``SKYSLPY``
+    metadata that :func:`simulate_exposure` records, for tests that need the
+    background without estimating it.
+    """
+    meta = exposure.metadata
+    cx, cy = exposure.bbox.center
+    x = np.arange(exposure.bbox.x0, exposure.bbox.x_end, dtype=np.float64) - cx
+    y = np.arange(exposure.bbox.y0, exposure.bbox.y_end, dtype=np.float64) - cy
+    return meta["SKYLEVEL"] + meta["SKYSLPX"] * x[None, :] + meta["SKYSLPY"] * y[:, None]
