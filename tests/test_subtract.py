@@ -415,3 +415,33 @@ def test_real_decam_stacks_subtract_to_unit_normalized_noise():
     normalized = difference.image[good] / np.sqrt(difference.variance[good])
     assert np.std(normalized) == pytest.approx(1.0, abs=0.10)
     assert result.metadata["residual_std"] == pytest.approx(1.0, abs=0.10)
+
+
+def test_completeness_of_faint_transients():
+    """Transients at S/N 7-10 in the difference: at least 90% found at 5 sigma."""
+    from scipy.spatial import cKDTree
+
+    from skydiff.diffim import DetectAndMeasureTask
+
+    rng = np.random.default_rng(12)
+    n = 80
+    sigma = 4.0 / 2.3548
+    snr = rng.uniform(7.0, 10.0, n)
+    flux = snr * np.sqrt(4 * np.pi * sigma**2 * (25.0 + 1.0))
+    transients = Table({"x": rng.uniform(130, 580, n), "y": rng.uniform(230, 680, n), "flux": flux})
+    pair = make_test_pair(
+        science_fwhm=4.0,
+        template_fwhm=3.0,
+        science_noise=5.0,
+        template_noise=1.0,
+        transients=transients,
+        n_stars=100,
+        flux_range=(2e3, 5e4),
+        seed=12,
+    )
+    result = AlardLuptonSubtractTask().run(pair.template, pair.science)
+    sources = DetectAndMeasureTask().run(result.difference).dia_sources
+    positive = sources[~np.asarray(sources["is_negative"])]
+    tree = cKDTree(np.column_stack([positive["x"], positive["y"]]))
+    distance, _ = tree.query(np.column_stack([transients["x"], transients["y"]]))
+    assert np.mean(distance < 2.0) >= 0.9
