@@ -445,3 +445,27 @@ def test_completeness_of_faint_transients():
     tree = cKDTree(np.column_stack([positive["x"], positive["y"]]))
     distance, _ = tree.query(np.column_stack([transients["x"], transients["y"]]))
     assert np.mean(distance < 2.0) >= 0.9
+
+
+def test_swapping_the_images_negates_the_difference():
+    """LSST's symmetry test: swapping science and template (auto mode convolves the other
+    image) gives the opposite difference; the sum of the two has mean 0 and, the two noise
+    realisations entering with opposite signs, std 2 sqrt(2) sigma."""
+    pair = make_test_pair(
+        science_fwhm=3.0,
+        template_fwhm=4.5,
+        science_noise=1.0,
+        template_noise=1.0,
+        flux_range=(100.0, 5000.0),
+        seed=13,
+    )
+    task = AlardLuptonSubtractTask(AlardLuptonSubtractConfig(mode="auto"))
+    science_better = task.run(pair.template, pair.science)
+    template_better = task.run(pair.science, pair.template)
+    assert {science_better.mode, template_better.mode} == {"convolveScience", "convolveTemplate"}
+    good = (science_better.difference.mask.array == 0) & (
+        template_better.difference.mask.array == 0
+    )
+    delta = (template_better.difference.image - science_better.difference.image)[good]
+    assert abs(np.mean(delta)) < 5 * 2.0 / np.sqrt(good.sum())
+    assert np.std(delta) == pytest.approx(2 * np.sqrt(2), rel=0.10)
