@@ -148,7 +148,7 @@ class Mask:
         if where is None:
             self.array |= bits
         else:
-            self.array[np.asarray(where, dtype=bool)] |= bits
+            np.bitwise_or(self.array, bits, out=self.array, where=np.asarray(where, dtype=bool))
 
     def clear(self, names: str | Iterable[str], where: np.ndarray | None = None) -> None:
         """Clear the named planes (where ``where`` is True, everywhere by default)."""

@@ -104,8 +104,11 @@ class MaskedImage:
     def set_no_data(self, where: np.ndarray | None = None) -> None:
         """Mark pixels as having no data (NaN image, infinite variance, NO_DATA bit)."""
         where = np.ones(self.shape, bool) if where is None else np.asarray(where, bool)
-        self.image[where] = np.nan
-        self.variance[where] = np.inf
+        self.mask.add_plane("NO_DATA")
+        if not where.any():
+            return
+        np.copyto(self.image, np.float32(np.nan), where=where)
+        np.copyto(self.variance, np.float32(np.inf), where=where)
         self.mask.set("NO_DATA", where)
 
     def __getitem__(self, bbox: Box) -> MaskedImage:
