@@ -69,21 +69,6 @@ class SpatialKernel:
         """
         return np.tensordot(self.coefficients.T, self.basis, axes=1)
 
-    def term_images(self, bbox: Box) -> np.ndarray:
-        """``(n_terms, height, width)`` float32 spatial polynomial terms over ``bbox``."""
-        x = np.arange(bbox.x0, bbox.x_end, dtype=np.float64)
-        y = np.arange(bbox.y0, bbox.y_end, dtype=np.float64)
-        u, _ = normalized_coordinates(x, np.zeros_like(x), self.bounds)
-        _, v = normalized_coordinates(np.zeros_like(y), y, self.bounds)
-        order = self.spatial_order
-        return np.stack(
-            [
-                (v[:, None] ** j * u[None, :] ** (total - j)).astype(np.float32)
-                for total in range(order + 1)
-                for j in range(total + 1)
-            ]
-        )
-
 
 @dataclass(frozen=True, eq=False)
 class DifferentialBackground:

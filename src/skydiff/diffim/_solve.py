@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..math import chebyshev_design, n_polynomial_terms, normalized_coordinates, polynomial_terms
+from ..math import chebyshev_design, normalized_coordinates, polynomial_terms
 from ._basis import SeparableBasis
 
 __all__ = ["KernelSolution", "StampEquations", "solve_spatial", "stamp_equations"]
@@ -236,8 +236,3 @@ def solve_stamps_individually(equations: StampEquations) -> np.ndarray:
     solved = np.array([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(sub, rhs, strict=True)])
     solutions[:, cols] = solved
     return solutions
-
-
-def spatial_terms_count(spatial_order: int) -> int:
-    """Number of polynomial terms of a spatial order."""
-    return n_polynomial_terms(spatial_order)

@@ -8,12 +8,14 @@ import numpy as np
 from astropy.table import Table
 
 from ..errors import (
+    AlgorithmError,
     BadSubtractionError,
+    InsufficientSourcesError,
     InvalidExposureError,
     NoWorkFound,
 )
 from ..image import Exposure, Mask, MaskedImage
-from ..math import box_or, clipped_stats, gaussian_smooth
+from ..math import box_or, clipped_stats, gaussian_smooth, normalized_coordinates
 from ..psf import SIGMA_TO_FWHM, ImagePsf
 from ..task import Task, TaskMetadata, TaskResult
 from ._basis import alard_lupton_basis, basis_sigmas, kernel_size_for, separable_basis
@@ -298,8 +300,6 @@ class AlardLuptonSubtractTask(Task):
         )
         for _ in range(k.max_reject_iterations + 1):
             if keep.sum() < self.config.min_stamps:
-                from ..errors import InsufficientSourcesError
-
                 raise InsufficientSourcesError(
                     f"only {int(keep.sum())} kernel stamps survive rejection "
                     f"(of {keep.size}); {self.config.min_stamps} needed",
@@ -313,8 +313,6 @@ class AlardLuptonSubtractTask(Task):
                 break
             keep = new_keep
         if solution.condition_number > k.max_condition_number:
-            from ..errors import AlgorithmError
-
             raise AlgorithmError(
                 f"kernel solution is ill-conditioned (condition number "
                 f"{solution.condition_number:.3g} > {k.max_condition_number:.3g})",
@@ -509,8 +507,6 @@ def _mean_variance(exposure: Exposure) -> float:
 
 def _separable_terms(kernel: SpatialKernel, bbox) -> tuple[list, list]:
     """Per spatial term ``u^a v^b``: its x and y factors over ``bbox``."""
-    from ..math import normalized_coordinates
-
     x = np.arange(bbox.x0, bbox.x_end, dtype=np.float64)
     y = np.arange(bbox.y0, bbox.y_end, dtype=np.float64)
     u, _ = normalized_coordinates(x, np.zeros_like(x), kernel.bounds)
