@@ -213,7 +213,7 @@ def _read_pixels(
         raise FitsFormatError(path, f"mask HDU holds {mask.dtype}, expected integers")
     planes = mask_planes_from_header(headers[1])
     try:
-        mask_obj = Mask(mask.astype(np.int32), bbox=box, planes=planes or None)
+        mask_obj = Mask(np.asarray(mask, dtype=np.int32), bbox=box, planes=planes or None)
     except Exception as error:
         raise FitsFormatError(path, f"invalid mask planes: {error}") from error
     for plane in ("NO_DATA",):
