@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sim import Camera, SurveyConfig, simulate_survey, write_survey
-
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -36,6 +34,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: the simulator (scipy.signal, scipy.special) is not needed by other commands
+    from ..sim import Camera, SurveyConfig, simulate_survey, write_survey
+
     config = SurveyConfig(n_visits=args.visits, seed=args.seed)
     camera = Camera.small(width=args.size, height=args.size)
     start = time.perf_counter()

@@ -64,7 +64,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-from scipy.signal import fftconvolve
 
 from ..errors import InvalidParameterError
 from ..math import box_dilate
@@ -574,11 +573,17 @@ def difference_psf(
         The full convolution (side = sum of the sides minus the overlaps),
         normalised to unit sum.
     """
-    psf = fftconvolve(
+    psf = _full_convolution(
         _check_kernel(psf_image, "psf_image"),
         _check_kernel(decorrelation_kernel, "decorrelation_kernel"),
     )
     if preconvolution_kernel is not None:
         pre = _check_kernel(preconvolution_kernel, "preconvolution_kernel")
-        psf = fftconvolve(psf, pre[::-1, ::-1])
+        psf = _full_convolution(psf, pre[::-1, ::-1])
     return _unit_sum(psf, "difference PSF")
+
+
+def _full_convolution(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The full 2-d convolution of two small arrays (scipy.signal's ``fftconvolve`` "full")."""
+    shape = (a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1)
+    return sfft.irfft2(sfft.rfft2(a, s=shape) * sfft.rfft2(b, s=shape), s=shape)
