@@ -118,7 +118,7 @@ class Exposure:
 
     def __getitem__(self, bbox: Box) -> Exposure:
         """Cut-out sharing pixels, WCS and PSF with this exposure."""
-        return self._with_masked_image(self.masked_image[bbox])
+        return self.replace(masked_image=self.masked_image[bbox])
 
     def cutout(self, bbox: Box) -> Exposure:
         """Same as ``self[bbox]``."""
@@ -126,20 +126,7 @@ class Exposure:
 
     def copy(self) -> Exposure:
         """Copy with its own pixels (WCS, PSF and calibration are shared, being immutable)."""
-        return self._with_masked_image(self.masked_image.copy())
-
-    def _with_masked_image(self, masked_image: MaskedImage) -> Exposure:
-        return Exposure(
-            masked_image,
-            wcs=self.wcs,
-            psf=self.psf,
-            photo_calib=self.photo_calib,
-            band=self.band,
-            physical_filter=self.physical_filter,
-            visit_info=self.visit_info,
-            metadata=self.metadata,
-            units=self.units,
-        )
+        return self.replace(masked_image=self.masked_image.copy())
 
     def replace(self, **changes: Any) -> Exposure:
         """Copy with some attributes changed (pixels shared unless ``masked_image`` is given)."""
