@@ -75,8 +75,8 @@ def detect_footprints(
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         above &= (sizes >= min_pixels)[labels] & (labels > 0)
     grown = box_dilate(above, grow)
-    labels, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
-    labels = labels.astype(np.int32)
+    labels = np.empty(grown.shape, np.int32)
+    n = ndimage.label(grown, structure=np.ones((3, 3), bool), output=labels)
     py, px = find_peaks(significance, above)
     values = significance[py, px]
     order = np.argsort(-values, kind="stable")

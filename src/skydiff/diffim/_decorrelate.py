@@ -67,6 +67,7 @@ import scipy.fft as sfft
 
 from ..errors import InvalidParameterError
 from ..math import box_dilate
+from ._convolve import BLOCK, convolve_image, wrapped_kernel
 
 __all__ = [
     "CONVOLVE_SCIENCE",
@@ -86,7 +87,6 @@ CONVOLVE_TEMPLATE = "convolveTemplate"
 #: ``D = K*S - T``: the science image was convolved with the matching kernel.
 CONVOLVE_SCIENCE = "convolveScience"
 
-_TILE = 1024
 _SUM_TOLERANCE = 1e-3
 _ENERGY_TOLERANCE = 1e-6
 
@@ -134,14 +134,19 @@ class DecorrelatedImage:
     ----------
     image, variance : numpy.ndarray
         Float32 image (NaN where the input was not finite) and variance plane.
-    incomplete : numpy.ndarray
-        True where the kernel footprint reached missing pixels or the image
-        border, so the noise there is only partly whitened.
+    margin : int
+        Half-size of the decorrelation kernel.
     """
 
     image: np.ndarray
     variance: np.ndarray
-    incomplete: np.ndarray
+    margin: int
+
+    @property
+    def incomplete(self) -> np.ndarray:
+        """True where the kernel footprint reached missing pixels or the image
+        border, so the noise there is only partly whitened."""
+        return _incomplete(~np.isfinite(self.image), self.margin)
 
 
 @dataclass(frozen=True)
@@ -216,17 +221,9 @@ def _tolerated_half(phi: np.ndarray) -> int:
     return int(min(np.argmax(good), n // 4))
 
 
-def _wrapped(kernel: np.ndarray, shape: tuple[int, int], dtype=np.float64) -> np.ndarray:
-    """``kernel`` on a zero grid of ``shape`` with its centre pixel at the origin."""
-    grid = np.zeros(shape, dtype)
-    hy, hx = kernel.shape[0] // 2, kernel.shape[1] // 2
-    grid[: kernel.shape[0], : kernel.shape[1]] = kernel
-    return np.roll(grid, (-hy, -hx), axis=(0, 1))
-
-
 def _power(kernel: np.ndarray, n: int) -> np.ndarray:
     """``|kernel~|^2`` on an ``n x n`` frequency grid."""
-    return np.abs(sfft.fft2(_wrapped(kernel, (n, n)))) ** 2
+    return np.abs(sfft.fft2(wrapped_kernel(kernel, (n, n)))) ** 2
 
 
 def _noise_power(power_k, power_p, s2: float, t2: float, mode: str) -> np.ndarray:
@@ -342,43 +339,6 @@ def decorrelation_kernel(
     ).kernel
 
 
-def _load_tile(image: np.ndarray, buffer: np.ndarray, y0: int, x0: int) -> None:
-    """Copy ``image[y0:, x0:]`` into ``buffer``, zero outside the image and where not finite."""
-    ny, nx = buffer.shape
-    height, width = image.shape
-    ya, yb, xa, xb = max(y0, 0), min(y0 + ny, height), max(x0, 0), min(x0 + nx, width)
-    buffer.fill(0.0)
-    buffer[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
-    np.nan_to_num(buffer, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _fft_convolve(image: np.ndarray, kernel: np.ndarray, *, tile: int = _TILE) -> np.ndarray:
-    """Same-size float32 convolution, zero beyond the edges and at non-finite pixels.
-
-    Overlap-save over tiles of about ``tile`` pixels with single-precision real
-    FFTs: the kernel spectrum is cheap at tile size and no padded full-size
-    copy of the image is made.
-    """
-    if int(tile) != tile or tile < 1:
-        raise InvalidParameterError(f"tile must be a positive integer, got {tile!r}")
-    height, width = image.shape
-    hy, hx = kernel.shape[0] // 2, kernel.shape[1] // 2
-    ny = sfft.next_fast_len(min(tile, height) + 2 * hy, real=True)
-    nx = sfft.next_fast_len(min(tile, width) + 2 * hx, real=True)
-    spectrum = sfft.rfft2(_wrapped(kernel, (ny, nx), np.float32), workers=-1)
-    out = np.empty((height, width), np.float32)
-    buffer = np.empty((ny, nx), np.float32)
-    step_y, step_x = ny - 2 * hy, nx - 2 * hx
-    for y0, x0 in itertools.product(range(0, height, step_y), range(0, width, step_x)):
-        _load_tile(image, buffer, y0 - hy, x0 - hx)
-        product = sfft.rfft2(buffer, workers=-1)
-        product *= spectrum
-        result = sfft.irfft2(product, s=(ny, nx), workers=-1)
-        dy, dx = min(step_y, height - y0), min(step_x, width - x0)
-        out[y0 : y0 + dy, x0 : x0 + dx] = result[hy : hy + dy, hx : hx + dx]
-    return out
-
-
 def _check_planes(image: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     image, variance = np.asarray(image), np.asarray(variance)
     if image.ndim != 2 or image.shape != variance.shape:
@@ -403,7 +363,7 @@ def decorrelate(
     kernel: np.ndarray,
     *,
     variance_ratio: float,
-    tile: int = _TILE,
+    tile: int = BLOCK,
 ) -> DecorrelatedImage:
     """Convolve a difference image with a decorrelation kernel.
 
@@ -430,10 +390,10 @@ def decorrelate(
     if not (np.isfinite(variance_ratio) and variance_ratio > 0):
         raise InvalidParameterError(f"variance_ratio must be finite and > 0, got {variance_ratio}")
     missing = ~np.isfinite(image)
-    out = _fft_convolve(image, kernel, tile=tile)
+    out = convolve_image(image, kernel, block=tile)
     out[missing] = np.nan
     scaled = np.multiply(variance, np.float32(variance_ratio), dtype=np.float32)
-    return DecorrelatedImage(out, scaled, _incomplete(missing, max(kernel.shape) // 2))
+    return DecorrelatedImage(out, scaled, max(kernel.shape) // 2)
 
 
 def _cell_centers(length: int, n: int) -> np.ndarray:
@@ -458,11 +418,11 @@ def _value(variance: VarianceMap, x: float, y: float) -> float:
 
 
 def _convolve_region(image, kernel: np.ndarray, ys: slice, xs: slice, tile: int) -> np.ndarray:
-    """``_fft_convolve(image, kernel)[ys, xs]``, computed from the region and its halo only."""
+    """``convolve_image(image, kernel)[ys, xs]``, computed from the region and its halo only."""
     hy, hx = kernel.shape[0] // 2, kernel.shape[1] // 2
     y0, x0 = max(ys.start - hy, 0), max(xs.start - hx, 0)
     source = image[y0 : ys.stop + hy, x0 : xs.stop + hx]
-    result = _fft_convolve(source, kernel, tile=tile)
+    result = convolve_image(source, kernel, block=tile)
     return result[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
 
@@ -477,7 +437,7 @@ def decorrelate_spatially(
     mode: str = CONVOLVE_TEMPLATE,
     preconvolution_kernel: np.ndarray | None = None,
     size: int | None = None,
-    tile: int = _TILE,
+    tile: int = BLOCK,
 ) -> SpatialDecorrelation:
     """Decorrelate with kernels that vary across the image.
 
@@ -525,7 +485,7 @@ def decorrelate_spatially(
     out[missing] = np.nan
     ratio *= variance
     half = max(max(c.kernel.shape) for row in cells for c in row) // 2
-    return SpatialDecorrelation(out, ratio, _incomplete(missing, half), x_centers, y_centers, cells)
+    return SpatialDecorrelation(out, ratio, half, x_centers, y_centers, cells)
 
 
 def _cell(kernel_at, science_variance, template_variance, x, y, options) -> Decorrelation:

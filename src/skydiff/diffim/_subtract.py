@@ -549,10 +549,10 @@ def _footprint_ratios(
     disc = (offsets[:, None] ** 2 + offsets[None, :] ** 2) <= radius**2
     cx = np.rint(np.asarray(stamps["x"], float)).astype(int) - science.bbox.x0
     cy = np.rint(np.asarray(stamps["y"], float)).astype(int) - science.bbox.y0
-    image = np.nan_to_num(result.difference.image)
+    image = result.difference.image
     rows = np.clip(cy[:, None, None] + offsets[None, :, None], 0, image.shape[0] - 1)
     cols = np.clip(cx[:, None, None] + offsets[None, None, :], 0, image.shape[1] - 1)
-    residual = np.abs((image[rows, cols] * disc).sum(axis=(1, 2)))
+    residual = np.abs((np.nan_to_num(image[rows, cols]) * disc).sum(axis=(1, 2)))
     flux = np.asarray(stamps["psf_flux"], float)
     if (
         result.difference.units == "nJy"

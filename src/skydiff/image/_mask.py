@@ -196,6 +196,16 @@ class Mask:
         else:
             self.array |= other.translated(self._planes)
 
+    def merged(self, other: Mask) -> Mask:
+        """A new mask: this one ORed with ``other`` (planes matched by name)."""
+        if other.bbox != self.bbox:
+            raise InvalidParameterError(f"cannot merge mask on {other.bbox} into {self.bbox}")
+        if other._planes == self._planes:
+            return Mask(self.array | other.array, bbox=self.bbox, planes=self.planes)
+        result = self.copy()
+        result.merge(other)
+        return result
+
     def __getitem__(self, bbox: Box) -> Mask:
         """View of the pixels in ``bbox``, sharing pixels and planes."""
         view = Mask.__new__(Mask)

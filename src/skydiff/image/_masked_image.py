@@ -191,7 +191,19 @@ class MaskedImage:
             return NotImplemented
         return self.__imul__(1.0 / float(other))
 
+    def _combined(self, other: MaskedImage, image_op) -> MaskedImage:
+        """``image_op`` of the images, summed variances, merged masks: one pass each."""
+        self._check_operand(other)
+        return MaskedImage(
+            image_op(self.image, other.image),
+            self.mask.merged(other.mask),
+            np.add(self.variance, other.variance),
+            bbox=self.bbox,
+        )
+
     def __add__(self, other: MaskedImage | Real) -> MaskedImage:
+        if isinstance(other, MaskedImage):
+            return self._combined(other, np.add)
         result = self.copy()
         result += other
         return result
@@ -199,6 +211,8 @@ class MaskedImage:
     __radd__ = __add__
 
     def __sub__(self, other: MaskedImage | Real) -> MaskedImage:
+        if isinstance(other, MaskedImage):
+            return self._combined(other, np.subtract)
         result = self.copy()
         result -= other
         return result

@@ -159,6 +159,8 @@ def flag_non_finite(masked_image: MaskedImage, path: Any) -> int:
 
     Returns the number of pixels newly flagged (logged when non-zero).
     """
+    if _all_valid(masked_image.image, masked_image.variance):
+        return 0
     no_data_bit = (
         masked_image.mask.bitmask("NO_DATA") if "NO_DATA" in masked_image.mask.planes else 0
     )
@@ -178,6 +180,18 @@ def flag_non_finite(masked_image: MaskedImage, path: Any) -> int:
     if np.any(bad):
         masked_image.set_no_data(bad)
     return count
+
+
+def _all_valid(image: np.ndarray, variance: np.ndarray) -> bool:
+    """True when every image pixel is finite and every variance >= 0 (two fast reductions).
+
+    A float64 sum of float32 values cannot overflow, so it is finite exactly
+    when every value is; NaN propagates through ``min``.
+    """
+    with np.errstate(all="ignore"):
+        return bool(
+            np.isfinite(np.sum(image, dtype=np.float64)) and np.min(variance, initial=0.0) >= 0
+        )
 
 
 def _origin(header: fits.Header) -> tuple[int, int]:
