@@ -77,10 +77,10 @@ def test_spatial_convolution_by_linearity_is_exact(rng):
     coefficients = rng.normal(size=(basis.shape[0], 3))
     kernel = SpatialKernel(basis, coefficients, (0.0, 0.0, 99.0, 79.0), 1)
     image = rng.normal(size=(80, 100)).astype(np.float32)
-    from skydiff.diffim._subtract import _separable_terms
+    from skydiff.diffim._convolve_exposure import separable_terms
 
     result = convolve_spatially(
-        image, kernel.spatial_kernels(), *_separable_terms(kernel, Box(0, 0, 100, 80))
+        image, kernel.spatial_kernels(), *separable_terms(kernel, Box(0, 0, 100, 80))
     )
     for x, y in [(30, 40), (70, 20), (50, 60)]:
         local = signal.convolve2d(image, kernel.kernel_image(x, y), mode="same")

@@ -11,6 +11,7 @@ from ..image import Exposure, MaskedImage
 from ..psf import ImagePsf
 from ..task import TaskResult
 from ._convolve import convolve_image
+from ._convolve_exposure import grown_mask
 from ._decorrelate import compute_decorrelation, decorrelate
 from ._kernel import DifferentialBackground, SpatialKernel
 from ._sources import detect_kernel_sources
@@ -103,7 +104,7 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
         reflected = psf[::-1, ::-1]
         image = convolve_image(science.image, reflected)
         variance = convolve_image(science.variance, reflected**2)
-        mask = self._convolved_mask(science.mask, psf.shape[0] // 2)
+        mask = grown_mask(science.mask, self.config.convolved_bad_planes, psf.shape[0] // 2)
         masked = MaskedImage(image, mask, variance, bbox=science.bbox)
         masked.set_no_data(mask.get("NO_DATA"))
         doubled = convolve_image(np.pad(psf, psf.shape[0] // 2), reflected)

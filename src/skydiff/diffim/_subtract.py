@@ -14,13 +14,13 @@ from ..errors import (
     InvalidExposureError,
     NoWorkFound,
 )
-from ..image import Exposure, Mask, MaskedImage
-from ..math import box_or, clipped_stats, gaussian_smooth, normalized_coordinates
+from ..image import Exposure, MaskedImage
+from ..math import clipped_stats
 from ..psf import SIGMA_TO_FWHM, ImagePsf
 from ..task import Task, TaskMetadata, TaskResult
 from ._basis import alard_lupton_basis, basis_sigmas, kernel_size_for, separable_basis
 from ._config import AlardLuptonSubtractConfig
-from ._convolve import convolve_image, convolve_spatially
+from ._convolve_exposure import convolve_exposure
 from ._decorrelate import (
     compute_decorrelation,
     decorrelate,
@@ -325,37 +325,12 @@ class AlardLuptonSubtractTask(Task):
     ) -> Exposure:
         """``exposure`` convolved with the spatially varying kernel; variance and mask too."""
         with self.timer("convolve", metadata):
-            terms = _separable_terms(kernel, exposure.bbox)
-            image = convolve_spatially(exposure.image, kernel.spatial_kernels(), *terms)
-            variance = self._convolved_variance(exposure.variance, kernel, exposure.bbox)
-            mask = self._convolved_mask(exposure.mask, kernel.size // 2)
-        result = MaskedImage(image, mask, variance, bbox=exposure.bbox)
-        result.set_no_data(result.mask.get("NO_DATA"))
-        return exposure.replace(masked_image=result, psf=None)
-
-    def _convolved_variance(self, variance: np.ndarray, kernel: SpatialKernel, bbox) -> np.ndarray:
-        """The variance convolved with the squared kernel at the image centre.
-
-        Exactly (one more FFT convolution) with ``exact_convolved_variance``;
-        otherwise with a Gaussian of the squared kernel's sum and second
-        moments, which is exact wherever the variance is smooth on the
-        kernel's scale and four times cheaper.
-        """
-        squared = kernel.kernel_image(*bbox.center) ** 2
-        if self.config.exact_convolved_variance:
-            return convolve_image(variance, squared)
-        total = float(squared.sum())
-        half = squared.shape[0] // 2
-        offsets = np.arange(-half, half + 1)
-        sigma2 = float((squared * (offsets[None, :] ** 2 + offsets[:, None] ** 2)).sum()) / total
-        smoothed = gaussian_smooth(variance, max(np.sqrt(sigma2 / 2.0), 0.3))
-        smoothed *= np.float32(total)
-        return smoothed
-
-    def _convolved_mask(self, mask: Mask, radius: int) -> Mask:
-        bits = mask.bitmask(self.config.convolved_bad_planes, ignore_missing=True)
-        grown = box_or(mask.array & bits, radius)
-        return Mask((mask.array & ~bits) | grown, bbox=mask.bbox, planes=mask.planes)
+            return convolve_exposure(
+                exposure,
+                kernel,
+                grown_planes=self.config.convolved_bad_planes,
+                exact_variance=self.config.exact_convolved_variance,
+            )
 
     def _subtract(
         self, minuend: Exposure, subtrahend: Exposure, background: DifferentialBackground | None
@@ -503,20 +478,6 @@ def _mean_variance(exposure: Exposure) -> float:
         ("NO_DATA", "BAD"), ignore_missing=True
     )
     return float(np.median(variance[np.isfinite(variance) & (bad == 0)]))
-
-
-def _separable_terms(kernel: SpatialKernel, bbox) -> tuple[list, list]:
-    """Per spatial term ``u^a v^b``: its x and y factors over ``bbox``."""
-    x = np.arange(bbox.x0, bbox.x_end, dtype=np.float64)
-    y = np.arange(bbox.y0, bbox.y_end, dtype=np.float64)
-    u, _ = normalized_coordinates(x, np.zeros_like(x), kernel.bounds)
-    _, v = normalized_coordinates(np.zeros_like(y), y, kernel.bounds)
-    xs, ys = [], []
-    for total in range(kernel.spatial_order + 1):
-        for j in range(total + 1):
-            xs.append(u ** (total - j) if total - j else np.ones(1))
-            ys.append(v**j if j else np.ones(1))
-    return xs, ys
 
 
 def _inliers(

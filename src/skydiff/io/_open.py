@@ -68,8 +68,9 @@ def read_hdu_data(
     data = np.asarray(data)
     if data.ndim != 2:
         raise FitsFormatError(path, f"the {what} HDU is {data.ndim}-d, expected a 2-d image")
-    if data.dtype.byteorder not in ("=", "|") and data.flags.writeable and data.flags.owndata:
-        # FITS is big-endian: swap in place rather than copy
+    if data.dtype.byteorder not in ("=", "|") and data.flags.writeable:
+        # FITS is big-endian: swap in place rather than copy (files are opened without
+        # memmap, so the buffer is private to this read)
         return data.byteswap(inplace=True).view(data.dtype.newbyteorder("="))
     return data.astype(data.dtype.newbyteorder("="), copy=False)
 

@@ -11,7 +11,7 @@ from scipy.special import erf
 from ..errors import InvalidParameterError
 from ._base import SIGMA_TO_FWHM, Psf, check_kernel_size, odd_size_for
 
-__all__ = ["GaussianPsf", "MoffatPsf", "render_profile"]
+__all__ = ["DoubleGaussianPsf", "GaussianPsf", "MoffatPsf", "render_profile"]
 
 _SUBSAMPLE = 5
 
@@ -135,6 +135,95 @@ class GaussianPsf(Psf):
 
     def __repr__(self) -> str:
         return f"GaussianPsf(fwhm={self._fwhm:.4g}, axis_ratio={self.axis_ratio:.3g})"
+
+
+def _round_gaussian_image(sigma: float, half: int, dx: float, dy: float) -> np.ndarray:
+    """Exactly pixel-integrated, unit-sum round Gaussian (separable)."""
+    edges = np.arange(-half - 0.5, half + 1.0)
+    scale = 1.0 / (math.sqrt(2.0) * sigma)
+    image = np.outer(np.diff(erf((edges - dy) * scale)), np.diff(erf((edges - dx) * scale)))
+    return image / image.sum()
+
+
+class DoubleGaussianPsf(Psf):
+    """A round core Gaussian plus a wider wing (the model PSF of LSST PSF-matched warps).
+
+    Parameters
+    ----------
+    fwhm : float
+        FWHM of the core Gaussian, pixels.
+    wing_fwhm_factor : float
+        Wing FWHM / core FWHM (LSST ``GaussianPsfFactory.wingFwhmFactor``, 2.5).
+    wing_amplitude : float
+        Peak of the wing relative to the core's (LSST ``wingAmplitude``, 0.1);
+        0 gives a single Gaussian.
+    size : int, optional
+        Kernel size (odd); default covers 3 core FWHM on each side.
+    """
+
+    psf_type = "double_gaussian"
+
+    def __init__(
+        self,
+        fwhm: float,
+        *,
+        wing_fwhm_factor: float = 2.5,
+        wing_amplitude: float = 0.1,
+        size: int | None = None,
+    ):
+        _check_shape(fwhm, 1.0, "DoubleGaussianPsf")
+        if not (wing_fwhm_factor >= 1 and wing_amplitude >= 0):
+            raise InvalidParameterError(
+                "DoubleGaussianPsf needs wing_fwhm_factor >= 1 and wing_amplitude >= 0, got "
+                f"{wing_fwhm_factor} and {wing_amplitude}"
+            )
+        self.core_fwhm = float(fwhm)
+        self.wing_fwhm_factor = float(wing_fwhm_factor)
+        self.wing_amplitude = float(wing_amplitude)
+        self._size = check_kernel_size(
+            size if size is not None else odd_size_for(3.0 * fwhm), "DoubleGaussianPsf.size"
+        )
+
+    @property
+    def kernel_size(self) -> int:
+        return self._size
+
+    def image_at(self, x: float, y: float, *, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+        sigma = self.core_fwhm / SIGMA_TO_FWHM
+        half = self._size // 2
+        image = _round_gaussian_image(sigma, half, dx, dy)
+        if self.wing_amplitude > 0:
+            # peak ratio b means a flux ratio b (sigma_wing / sigma_core)^2
+            flux = self.wing_amplitude * self.wing_fwhm_factor**2
+            wing = _round_gaussian_image(sigma * self.wing_fwhm_factor, half, dx, dy)
+            image = (image + flux * wing) / (1.0 + flux)
+        return image
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return (
+            {
+                "fwhm": self.core_fwhm,
+                "wing_fwhm_factor": self.wing_fwhm_factor,
+                "wing_amplitude": self.wing_amplitude,
+                "size": self._size,
+            },
+            {},
+        )
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> DoubleGaussianPsf:
+        return cls(
+            params["fwhm"],
+            wing_fwhm_factor=params["wing_fwhm_factor"],
+            wing_amplitude=params["wing_amplitude"],
+            size=params["size"],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"DoubleGaussianPsf(fwhm={self.core_fwhm:.4g}, wing x{self.wing_fwhm_factor:.3g} "
+            f"at {self.wing_amplitude:.3g})"
+        )
 
 
 class MoffatPsf(Psf):
