@@ -37,9 +37,14 @@ def pixel_scale(wcs: WCS, x: float, y: float) -> float:
     ra2, dec2 = pixel_to_sky(wcs, np.array([x]), np.array([y + 0.5]))
     ra, dec = np.append(ra, ra2), np.append(dec, dec2)
     cosd = np.cos(np.deg2rad(dec[2]))
-    dx = np.array([(ra[1] - ra[0]) * cosd, dec[1] - dec[0]])
-    dy = np.array([(ra[3] - ra[2]) * cosd, dec[3] - dec[2]])
+    dx = np.array([_wrapped_degrees(ra[1] - ra[0]) * cosd, dec[1] - dec[0]])
+    dy = np.array([_wrapped_degrees(ra[3] - ra[2]) * cosd, dec[3] - dec[2]])
     return float(np.sqrt(abs(dx[0] * dy[1] - dx[1] * dy[0])) * 3600.0)
+
+
+def _wrapped_degrees(delta: float) -> float:
+    """An RA difference in (-180, 180]: the short way round across RA 0/360."""
+    return (delta + 180.0) % 360.0 - 180.0
 
 
 def shifted_wcs(wcs: WCS, dx: float, dy: float) -> WCS:
