@@ -9,6 +9,7 @@ from ._basis import (
 )
 from ._config import AlardLuptonSubtractConfig, KernelConfig
 from ._convolve import convolve_image, convolve_spatially
+from ._convolve_exposure import convolve_exposure
 from ._decorrelate import (
     DecorrelatedImage,
     Decorrelation,
@@ -28,6 +29,13 @@ from ._dia_sources import (
     fit_dipole,
 )
 from ._kernel import DifferentialBackground, SpatialKernel
+from ._model_psf_match import (
+    ModelPsfConfig,
+    ModelPsfMatchConfig,
+    ModelPsfMatchResult,
+    ModelPsfMatchTask,
+    WarpedModelPsf,
+)
 from ._preconvolve import AlardLuptonPreconvolveSubtractResult, AlardLuptonPreconvolveSubtractTask
 from ._solve import StampEquations, solve_spatial, stamp_equations
 from ._subtract import AlardLuptonSubtractResult, AlardLuptonSubtractTask
@@ -47,14 +55,20 @@ __all__ = [
     "DipoleFit",
     "DipoleStamp",
     "KernelConfig",
+    "ModelPsfConfig",
+    "ModelPsfMatchConfig",
+    "ModelPsfMatchResult",
+    "ModelPsfMatchTask",
     "SeparableBasis",
     "SpatialDecorrelation",
     "SpatialKernel",
     "StampEquations",
+    "WarpedModelPsf",
     "alard_lupton_basis",
     "associate_dipoles",
     "basis_sigmas",
     "compute_decorrelation",
+    "convolve_exposure",
     "convolve_image",
     "convolve_spatially",
     "decorrelate",

@@ -26,7 +26,8 @@ def convolve_exposure(
     The image is convolved exactly (:func:`convolve_spatially`); the
     variance with the squared kernel at the centre (:func:`convolved_variance`);
     the bits of ``grown_planes`` are ORed over the kernel footprint, since
-    every pixel they touch is affected; NO_DATA pixels stay NO_DATA.
+    every pixel they touch is affected. Pixels within the kernel's half-width
+    of the border saw zeros beyond it and become NO_DATA, as in LSST.
     """
     image = convolve_spatially(
         exposure.image, kernel.spatial_kernels(), *separable_terms(kernel, exposure.bbox)
@@ -34,9 +35,12 @@ def convolve_exposure(
     variance = convolved_variance(
         exposure.variance, kernel.kernel_image(*exposure.bbox.center), exact=exact_variance
     )
-    mask = grown_mask(exposure.mask, grown_planes, kernel.size // 2)
+    radius = kernel.size // 2
+    mask = grown_mask(exposure.mask, grown_planes, radius)
     result = MaskedImage(image, mask, variance, bbox=exposure.bbox)
-    result.set_no_data(result.mask.get("NO_DATA", ignore_missing=True))
+    missing = result.mask.get("NO_DATA", ignore_missing=True)
+    missing[:radius], missing[-radius:], missing[:, :radius], missing[:, -radius:] = (True,) * 4
+    result.set_no_data(missing)
     return exposure.replace(masked_image=result, psf=None)
 
 
