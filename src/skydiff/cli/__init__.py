@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SkydiffError
-from . import _characterize, _demo, _info, _subtract
+from . import _characterize, _coadd, _demo, _info, _sky_frame, _subtract, _template, _warp
 
 __all__ = ["main"]
 
-_COMMANDS = (_demo, _info, _characterize, _subtract)
+_COMMANDS = (_demo, _info, _characterize, _subtract, _warp, _template, _coadd, _sky_frame)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from ..diffim import (
     AlardLuptonSubtractTask,
     DetectAndMeasureTask,
 )
+from ..image import Exposure, grid_offset
 from ..io import read_any, write_exposure
 from ._common import add_config_options, configured
 
@@ -24,10 +25,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="PSF-match and subtract a template from a science exposure",
         description="Alard-Lupton subtraction with decorrelation. SCIENCE and TEMPLATE are "
         "skydiff, LSST or plain FITS exposures with PSFs (characterize plain images "
-        "first), the template on the science pixel grid.",
+        "first). A template on another pixel grid is resampled onto the science grid first "
+        "(as skydiff template does).",
     )
     parser.add_argument("science", type=Path, help="science exposure")
-    parser.add_argument("template", type=Path, help="template exposure on the same grid")
+    parser.add_argument(
+        "template", type=Path, help="template exposure (resampled if on another grid)"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="difference image")
     parser.add_argument(
         "--mode",
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode:
         config = config.replace(mode=args.mode)
     science, template = read_any(args.science), read_any(args.template)
+    template = _on_science_grid(template, science)
     sources = Table.read(args.sources) if args.sources else None
     result = AlardLuptonSubtractTask(config).run(template, science, sources)
     write_exposure(result.difference, args.output, overwrite=args.overwrite)
@@ -81,6 +86,19 @@ def run(args: argparse.Namespace) -> int:
         args.metrics.write_text(json.dumps(metrics, indent=2, default=_jsonable))
     print(f"{args.output}: {result.mode}, {summary}")
     return 0
+
+
+def _on_science_grid(template: Exposure, science: Exposure) -> Exposure:
+    """The template, resampled onto the science grid when it is on another (GetTemplateTask)."""
+    if template.wcs is None or science.wcs is None:
+        return template
+    if grid_offset(science.wcs, template.wcs, science.bbox) < 0.01:
+        return template
+    from ..coadd import GetTemplateTask
+    from ..io import InMemoryHandle
+
+    result = GetTemplateTask().run_on_coadds([InMemoryHandle(template)], science.bbox, science.wcs)
+    return result.template
 
 
 def _jsonable(value):

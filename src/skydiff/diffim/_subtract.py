@@ -14,7 +14,7 @@ from ..errors import (
     InvalidExposureError,
     NoWorkFound,
 )
-from ..image import Exposure, MaskedImage
+from ..image import Exposure, MaskedImage, grid_offset
 from ..math import clipped_stats
 from ..psf import SIGMA_TO_FWHM, ImagePsf
 from ..task import Task, TaskMetadata, TaskResult
@@ -459,10 +459,7 @@ def _check_same_grid(template: Exposure, science: Exposure) -> None:
     """Raise unless both exposures map the science corners to the same sky positions."""
     if template.wcs is None or science.wcs is None:
         return
-    x, y = np.array(science.bbox.corners()).T
-    ra, dec = science.pixel_to_sky(x, y)
-    tx, ty = template.sky_to_pixel(ra, dec)
-    offset = float(np.max(np.hypot(tx - x, ty - y)))
+    offset = grid_offset(science.wcs, template.wcs, science.bbox)
     if not offset < 0.01:
         raise InvalidExposureError(
             f"the template is on a different pixel grid from the science exposure (offsets up "

@@ -7,7 +7,14 @@ from ._masked_image import MaskedImage
 from ._photo_calib import AB_ZERO_POINT_NJY, PhotoCalib
 from ._statistics import Statistics, statistics
 from ._visit_info import VisitInfo
-from ._wcs import pixel_scale, pixel_to_sky, shifted_wcs, sky_to_pixel, validate_celestial_wcs
+from ._wcs import (
+    grid_offset,
+    pixel_scale,
+    pixel_to_sky,
+    shifted_wcs,
+    sky_to_pixel,
+    validate_celestial_wcs,
+)
 
 __all__ = [
     "AB_ZERO_POINT_NJY",
@@ -20,6 +27,7 @@ __all__ = [
     "PhotoCalib",
     "Statistics",
     "VisitInfo",
+    "grid_offset",
     "pixel_scale",
     "pixel_to_sky",
     "shifted_wcs",

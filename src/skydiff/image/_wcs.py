@@ -13,6 +13,7 @@ from astropy.wcs import WCS
 from ..errors import InvalidExposureError
 
 __all__ = [
+    "grid_offset",
     "pixel_scale",
     "pixel_to_sky",
     "shifted_wcs",
@@ -40,6 +41,17 @@ def pixel_scale(wcs: WCS, x: float, y: float) -> float:
     dx = np.array([_wrapped_degrees(ra[1] - ra[0]) * cosd, dec[1] - dec[0]])
     dy = np.array([_wrapped_degrees(ra[3] - ra[2]) * cosd, dec[3] - dec[2]])
     return float(np.sqrt(abs(dx[0] * dy[1] - dx[1] * dy[0])) * 3600.0)
+
+
+def grid_offset(wcs: WCS, other: WCS, bbox) -> float:
+    """Largest pixel offset between two WCSs at the corners of ``bbox``.
+
+    Zero (to ~1e-6 px) when ``other`` puts the sky on the same pixel grid as
+    ``wcs`` over the box.
+    """
+    x, y = np.array(bbox.corners()).T
+    ox, oy = sky_to_pixel(other, *pixel_to_sky(wcs, x, y))
+    return float(np.max(np.hypot(ox - x, oy - y)))
 
 
 def _wrapped_degrees(delta: float) -> float:

@@ -7,6 +7,7 @@ from ._background_io import (
     write_background,
 )
 from ._exposure_io import SKYDIFF_FORMAT, read_exposure, write_exposure
+from ._handle import ExposureHandle, InMemoryHandle
 from ._header import wcs_from_header, wcs_to_header
 from ._open import open_fits
 from ._plain import DECAM_CP_MASK_VALUES, estimate_variance, read_image
@@ -15,6 +16,8 @@ from ._psf_io import psf_from_hdu, psf_to_hdu
 __all__ = [
     "DECAM_CP_MASK_VALUES",
     "SKYDIFF_FORMAT",
+    "ExposureHandle",
+    "InMemoryHandle",
     "background_from_hdu",
     "background_to_hdu",
     "estimate_variance",

@@ -173,9 +173,10 @@ class CoaddPsf(Psf):
         return f"CoaddPsf({len(self.inputs)} inputs, size={self._size})"
 
 
-def _wcs_text(wcs: WCS) -> str:
-    return wcs.to_header_string(relax=True)
+def _wcs_text(wcs: WCS) -> dict[str, Any]:
+    """The WCS as plain header keywords and values (no comments: safe in a FITS card)."""
+    return dict(wcs.to_header(relax=True).items())
 
 
-def _wcs_from_text(text: str) -> WCS:
-    return WCS(fits.Header.fromstring(text), relax=True)
+def _wcs_from_text(cards: dict[str, Any]) -> WCS:
+    return WCS(fits.Header(cards), relax=True)
