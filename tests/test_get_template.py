@@ -152,18 +152,18 @@ def test_missing_patch_leaves_no_data_exactly_where_it_was(skymap):
     wcs = science_wcs(angle=0.0, ra=float(center[0][0]), dec=float(center[1][0]))
     config = GetTemplateConfig().with_values({"warper": {"interp_length": 1}})
     _, template = run_template(GetTemplateTask(config), handles, skymap, bbox, wcs)
-    # expected: the Lanczos-5 footprint of each pixel (10 x 10 tract pixels) lies in available
+    # expected: the Lanczos-3 footprint of each pixel (6 x 6 tract pixels) lies in available
     # patches' outer boxes
     y, x = np.mgrid[template.bbox.y0 : template.bbox.y_end, template.bbox.x0 : template.bbox.x_end]
     tx, ty = tract.sky_to_pixel(*wcs.all_pix2world(x, y, 0))
-    x_lo, y_lo = np.floor(tx).astype(int) - 4, np.floor(ty).astype(int) - 4
+    x_lo, y_lo = np.floor(tx).astype(int) - 2, np.floor(ty).astype(int) - 2
     have = np.zeros(tract.bbox.shape, bool)
     for _, index in handles:
         have[tract.patch(index).outer_bbox.slices(tract.bbox)] = True
     have = np.pad(have, 50)  # beyond the tract: no data
     covered = np.ones(x.shape, bool)
-    for dy in range(10):
-        for dx in range(10):
+    for dy in range(6):
+        for dx in range(6):
             covered &= have[y_lo + dy + 50, x_lo + dx + 50]
     assert (~covered).sum() > 1000  # the hole is big
     np.testing.assert_array_equal(template.mask.get("NO_DATA"), ~covered)

@@ -169,12 +169,17 @@ class Mask:
         """This mask's pixels re-expressed in another plane layout.
 
         Bits of planes missing from ``planes`` are dropped; use :meth:`merge`
-        to keep them by adding planes.
+        to keep them by adding planes. When the layouts agree (for every plane
+        of this mask) the result is this mask's own array, not a copy: treat it
+        as read-only.
         """
+        if all(planes.get(name) == bit for name, bit in self._planes.items()):
+            return self.array
         out = np.zeros_like(self.array)
+        present = np.bitwise_or.reduce(self.array, axis=None) if self.array.size else 0
         for name, bit in self._planes.items():
             target = planes.get(name)
-            if target is None:
+            if target is None or not present & (1 << bit):
                 continue
             out |= np.where(self.array & _as_int32(1 << bit), _as_int32(1 << target), 0).astype(
                 np.int32
