@@ -9,7 +9,23 @@ from .conftest import data_path
 
 def test_demo_writes_a_readable_survey(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--visits", "2", "--size", "128", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "-o",
+                str(out),
+                "--visits",
+                "2",
+                "--size",
+                "128",
+                "--seed",
+                "3",
+                "--simulate-only",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Simulated 2 visits x 4 detectors" in printed
     calexps = sorted(out.glob("calexp_*.fits"))
@@ -18,9 +34,24 @@ def test_demo_writes_a_readable_survey(tmp_path, capsys):
     assert exposure.psf is not None and exposure.photo_calib is not None
     assert exposure.image.shape == (128, 128) and np.isfinite(exposure.image).all()
     # a second run refuses to overwrite, with a CLI hint, unless asked to
-    assert main(["demo", "-o", str(out), "--visits", "2", "--size", "128"]) == 1
+    assert main(["demo", "-o", str(out), "--visits", "2", "--size", "128", "--simulate-only"]) == 1
     assert "use --overwrite" in capsys.readouterr().err
-    assert main(["demo", "-o", str(out), "--visits", "2", "--size", "128", "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "-o",
+                str(out),
+                "--visits",
+                "2",
+                "--size",
+                "128",
+                "--overwrite",
+                "--simulate-only",
+            ]
+        )
+        == 0
+    )
 
 
 def test_info_describes_lsst_and_plain_files(capsys):

@@ -302,7 +302,8 @@ def test_cli_warps_a_visit_onto_a_patch_and_an_image_onto_a_grid(tmp_path, capsy
     from skydiff.io import read_exposure
 
     demo = tmp_path / "demo"
-    assert main(["demo", "-o", str(demo), "--visits", "1", "--size", "200", "--seed", "2"]) == 0
+    demo_args = ["demo", "-o", str(demo), "--visits", "1", "--size", "200", "--seed", "2"]
+    assert main([*demo_args, "--simulate-only"]) == 0
     calexps = sorted(str(p) for p in demo.glob("calexp_v1_d*.fits"))
     first = read_exposure(calexps[0])
     skymap = DiscreteSkyMap.from_centers(

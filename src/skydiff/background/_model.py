@@ -167,17 +167,35 @@ class BackgroundModel:
     def evaluate(self, bbox: Box | None = None) -> np.ndarray:
         """The background as a float32 image over ``bbox`` (default: the measured box)."""
         bbox = self.bbox if bbox is None else bbox
-        x_out = np.arange(bbox.x0, bbox.x_end, dtype=np.float64)
-        y_out = np.arange(bbox.y0, bbox.y_end, dtype=np.float64)
+        return self.evaluate_at(
+            x=np.arange(bbox.x0, bbox.x_end, dtype=np.float64),
+            y=np.arange(bbox.y0, bbox.y_end, dtype=np.float64),
+        )
+
+    def evaluate_at(self, *, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The background on the grid of columns ``x`` and rows ``y`` (any coordinates).
+
+        Unlike :meth:`evaluate`, the coordinates need not be the pixels of a
+        box: they may be sub-pixel, unevenly spaced or outside :attr:`bbox`
+        (the interpolant or Chebyshev series is extrapolated there).
+
+        Parameters
+        ----------
+        x, y : numpy.ndarray
+            Parent-frame column and row coordinates (1-d).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(len(y), len(x))`` float32 array: element ``[j, i]`` is the
+            background at ``(x[i], y[j])``.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
         if self._chebyshev is not None:
-            return evaluate_chebyshev_grid(self._chebyshev, self._bounds(), x_out, y_out)
+            return evaluate_chebyshev_grid(self._chebyshev, self._bounds(), x, y)
         return interpolate_grid(
-            self.filled_values(),
-            self.x_centers,
-            self.y_centers,
-            x_out,
-            y_out,
-            kind=self.interpolation,
+            self.filled_values(), self.x_centers, self.y_centers, x, y, kind=self.interpolation
         )
 
     def scaled(self, factor: float) -> BackgroundModel:

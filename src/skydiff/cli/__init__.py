@@ -9,11 +9,33 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SkydiffError
-from . import _characterize, _coadd, _demo, _info, _sky_frame, _subtract, _template, _warp
+from . import (
+    _characterize,
+    _coadd,
+    _demo,
+    _info,
+    _match_backgrounds,
+    _repo,
+    _sky_frame,
+    _subtract,
+    _template,
+    _warp,
+)
 
 __all__ = ["main"]
 
-_COMMANDS = (_demo, _info, _characterize, _subtract, _warp, _template, _coadd, _sky_frame)
+_COMMANDS = (
+    _demo,
+    _info,
+    _characterize,
+    _subtract,
+    _warp,
+    _template,
+    _coadd,
+    _sky_frame,
+    _match_backgrounds,
+    _repo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Warps, coadds and templates: the images on sky-map patches."""
 
-from ..io._handle import InMemoryHandle
+from ..io import InMemoryHandle
 from ._assemble import AssembleCoaddConfig, AssembleCoaddResult, AssembleCoaddTask
 from ._get_template import (
     CoaddHandle,

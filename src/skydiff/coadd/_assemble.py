@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,15 +16,13 @@ from astropy.wcs import WCS
 
 from ..errors import InvalidExposureError, InvalidParameterError, NoWorkFound
 from ..image import Box, Exposure, Mask, MaskedImage, pixel_to_sky, sky_to_pixel
-from ..io._handle import InMemoryHandle, _copy_into
+from ..io import InMemoryHandle
 from ..math import bits_set
 from ..psf import CoaddPsf
 from ..task import Config, Task, TaskMetadata, TaskResult, config_field
 from ._stack import ArtifactRule, ReferenceStack, StackMaskBits, clipped_mean, stack_planes
 
 __all__ = ["AssembleCoaddConfig", "AssembleCoaddResult", "AssembleCoaddTask"]
-
-log = logging.getLogger(__name__)
 
 #: Planes every coadd mask defines (LSST adds them in ``assembleSubregion``).
 _COADD_PLANES = ("NO_DATA", "SAT", "EDGE", "CLIPPED", "REJECTED", "SENSOR_EDGE", "INEXACT_PSF")
@@ -84,7 +81,7 @@ class AssembleCoaddConfig(Config):
         "[maxFractionEpochsLow].",
     )
     read_threads: int = config_field(
-        2, doc="Threads reading the next block while one is stacked (0: read in turn)."
+        2, doc="Threads reading the warps' parts of a block at once (0: in the calling thread)."
     )
 
     def validate(self) -> None:
@@ -130,7 +127,7 @@ class AssembleCoaddTask(Task):
 
     Each warp gets one weight, the inverse of the clipped mean
     (:func:`~skydiff.coadd.clipped_mean`) of its variance over good pixels.
-    The stack is LSST's ``statisticsStack`` (module :mod:`skydiff.coadd._stack`):
+    The stack is LSST's ``statisticsStack`` (:func:`~skydiff.coadd.stack_planes`):
     per pixel, warp values masked with ``bad_mask_planes`` or without data are
     left out, the rest combined by ``statistic`` (weighted mean, weighted
     sigma-clipped mean, or median), the variance propagated as
@@ -199,6 +196,7 @@ class AssembleCoaddTask(Task):
             raise NoWorkFound("no warps to coadd")
         metadata = self.new_metadata()
         wcs, band = _check_warps(handles)
+        _check_psfs(handles)
         bbox = _coadd_box(handles, bbox)
         planes = _coadd_planes(handles)
         with self.timer("weights", metadata):
@@ -250,27 +248,29 @@ class AssembleCoaddTask(Task):
         threads = self.config.read_threads
         if threads > 0 and len(handles) > 1:
             with ThreadPoolExecutor(threads) as pool:
-                measured = np.array(list(pool.map(lambda h: self.measure_weight(h, bbox), handles)))
+                measured = np.array(list(pool.map(self.measure_weight, handles)))
         else:
-            measured = np.array([self.measure_weight(h, bbox) for h in handles])
-        for handle, weight in zip(handles, measured, strict=True):
-            if not np.isfinite(weight):
-                self.log.warning("%s has no good pixel in %s: left out", _describe(handle), bbox)
+            measured = np.array([self.measure_weight(h) for h in handles])
+        for i, handle in enumerate(handles):
+            if not handle.bbox.overlaps(bbox):
+                measured[i] = np.nan
+                self.log.warning("%s does not overlap %s: left out", _describe(handle), bbox)
+            elif not np.isfinite(measured[i]):
+                self.log.warning("%s has no good pixel: left out", _describe(handle))
         if not np.isfinite(measured).any():
             raise NoWorkFound(f"no warp has good pixels in {bbox}")
         return measured
 
-    def measure_weight(self, warp: Any, bbox: Box | None = None) -> float:
+    def measure_weight(self, warp: Any) -> float:
         """The warp's weight: 1 / clipped mean of its variance on good pixels (NaN if none).
 
-        Only the part inside ``bbox`` counts; on a patch taller than
-        ``weight_sample_rows`` the variance is sampled on that many rows
-        (LSST ``AssembleCoaddTask.prepareInputs`` uses every pixel).
+        On a warp taller than ``weight_sample_rows`` the variance is sampled
+        on that many rows (LSST ``AssembleCoaddTask.prepareInputs`` uses
+        every pixel).
         """
         handle = _as_handle(warp)
-        region = handle.bbox if bbox is None else handle.bbox.intersection(bbox)
         samples = []
-        for box in _sample_boxes(region, self.config.weight_sample_rows):
+        for box in _sample_boxes(handle.bbox, self.config.weight_sample_rows):
             part = handle.get(box)
             bad = part.mask.bitmask(self.config.bad_mask_planes, ignore_missing=True)
             with np.errstate(invalid="ignore"):
@@ -288,15 +288,13 @@ class AssembleCoaddTask(Task):
     # -- stacking -----------------------------------------------------------------------------
 
     def _stack_blocks(self, handles, weights: np.ndarray, masked: MaskedImage, metadata):
-        """Stack the coadd box in row blocks, reading the next block while one is stacked."""
+        """Stack the coadd box in row blocks of ``block_rows`` rows plus the artifact halo."""
         c = self.config
         bbox = masked.bbox
         bits = _stack_bits(masked.mask, c.bad_mask_planes)
         halo = c.artifact_grow + 1 if c.do_artifact_rejection else 0
         rows = min(c.block_rows, bbox.height)
         height = min(rows + 2 * halo, bbox.height)
-        n_buffers = 2 if c.read_threads > 0 else 1
-        buffers = [_BlockBuffers(len(handles), height, bbox.width) for _ in range(n_buffers)]
         readers = [_BlockReader(h, masked.mask.planes) for h in handles]
         blocks = [
             (
@@ -308,18 +306,13 @@ class AssembleCoaddTask(Task):
             for y0 in range(bbox.y0, bbox.y_end, rows)
         ]
         rule = _artifact_rule(c)
-        work: dict[int, ReferenceStack] = {}
+        work = ReferenceStack.empty(len(handles), height, bbox.width) if rule else None
         totals = {"n_used": np.zeros(len(handles), np.int64), "clipped": 0, "excluded": 0}
         totals.update(stacked=0, artifact_pixels=0)
-        with _Prefetcher(readers, buffers, bbox, c.read_threads) as prefetch:
-            prefetch.start(blocks[0])
-            for k, (y0, y1, lo, hi) in enumerate(blocks):
+        with _BlockBuffers(readers, height, bbox, c.read_threads) as buffers:
+            for y0, y1, lo, hi in blocks:
                 with self.timer("read", metadata):
-                    planes = prefetch.wait()
-                    if k + 1 < len(blocks):
-                        prefetch.start(blocks[k + 1])
-                if rule is not None and hi - lo not in work:
-                    work[hi - lo] = ReferenceStack.empty(len(handles), hi - lo, bbox.width)
+                    planes = buffers.read(lo, hi)
                 with self.timer("stack", metadata):
                     out_rows = slice(y0 - bbox.y0, y1 - bbox.y0)
                     result = stack_planes(
@@ -333,7 +326,7 @@ class AssembleCoaddTask(Task):
                         rows=(y0 - lo, y1 - lo),
                         artifacts=rule,
                         context=(0, hi - lo),
-                        work=work.get(hi - lo),
+                        work=None if work is None else work.rows(0, hi - lo),
                         out=(
                             masked.image[out_rows],
                             masked.variance[out_rows],
@@ -362,52 +355,41 @@ class AssembleCoaddTask(Task):
 
 
 class _BlockBuffers:
-    """``(n_warps, rows, width)`` image, variance and mask buffers reused for every block."""
+    """``(n_warps, rows, width)`` image, variance and mask buffers, filled block by block.
 
-    def __init__(self, n: int, rows: int, width: int):
-        self.image = np.empty((n, rows, width), np.float32)
-        self.variance = np.empty((n, rows, width), np.float32)
-        self.mask = np.empty((n, rows, width), np.int32)
+    The warps' parts of a block are read by ``threads`` threads at once (file
+    reads and byte swaps release the GIL), between, not during, the numba
+    kernels, whose threads would otherwise be preempted.
+    """
 
+    def __init__(self, readers: list, rows: int, bbox: Box, threads: int):
+        n = len(readers)
+        self.image = np.empty((n, rows, bbox.width), np.float32)
+        self.variance = np.empty((n, rows, bbox.width), np.float32)
+        self.mask = np.empty((n, rows, bbox.width), np.int32)
+        self.readers, self.bbox = readers, bbox
+        self.pool = ThreadPoolExecutor(threads) if threads > 0 and n > 1 else None
 
-class _Prefetcher:
-    """Reads the warps' parts of a block into alternate buffers, in threads when asked."""
-
-    def __init__(self, readers: list, buffers: list, bbox: Box, threads: int):
-        self.readers, self.buffers, self.bbox = readers, buffers, bbox
-        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
-        self.pending: tuple | None = None
-        self.count = 0
-
-    def __enter__(self) -> _Prefetcher:
+    def __enter__(self) -> _BlockBuffers:
         return self
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def start(self, block: tuple[int, int, int, int]) -> None:
-        _, _, lo, hi = block
-        buffer = self.buffers[self.count % len(self.buffers)]
-        self.count += 1
+    def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read rows ``lo:hi`` of every warp into the first ``hi - lo`` rows of the buffers."""
         box = Box(self.bbox.x0, lo, self.bbox.width, hi - lo)
-        planes = (buffer.image, buffer.variance, buffer.mask)
-        jobs = [
-            (reader.read, box, *(p[i, : hi - lo] for p in planes))
-            for i, reader in enumerate(self.readers)
-        ]
-        if self.pool is not None:
-            jobs = [self.pool.submit(*job) for job in jobs]
-        self.pending = (planes, jobs)
+        planes = (self.image, self.variance, self.mask)
 
-    def wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The planes of the block started last, once read (read now without threads)."""
-        planes, jobs = self.pending
-        for job in jobs:
-            if self.pool is None:
-                job[0](*job[1:])
-            else:
-                job.result()
+        def read_one(i: int) -> None:
+            self.readers[i].read(box, *(p[i, : hi - lo] for p in planes))
+
+        if self.pool is None:
+            for i in range(len(self.readers)):
+                read_one(i)
+        else:
+            list(self.pool.map(read_one, range(len(self.readers))))
         return planes
 
 
@@ -438,7 +420,7 @@ class _BlockReader:
         if self.accepts_out:
             self.handle.get(overlap, out=target)
         else:
-            _copy_into(self.handle.get(overlap).masked_image, target)
+            target.assign(self.handle.get(overlap).masked_image)
 
 
 def _sample_boxes(region: Box, n_rows: int) -> list[Box]:
@@ -565,18 +547,11 @@ def _stack_bits(mask: Mask, bad_planes: tuple[str, ...]) -> StackMaskBits:
     )
 
 
-def _coadd_psf(handles: list, weights: np.ndarray, wcs: WCS):
-    """CoaddPsf of all inputs re-weighted by their warp's weight, or the common model PSF."""
+def _check_psfs(handles: list) -> None:
+    """All CoaddPsf (direct warps), all one model (PSF-matched), or all None; else raise."""
     psfs = [h.psf for h in handles]
-    if all(isinstance(p, CoaddPsf) for p in psfs):
-        inputs = [
-            dataclasses.replace(item, weight=item.weight * float(w))
-            for psf, w in zip(psfs, weights, strict=True)
-            for item in psf.inputs
-        ]
-        return CoaddPsf(inputs, wcs)
-    if all(p is None for p in psfs):
-        return None
+    if all(isinstance(p, CoaddPsf) for p in psfs) or all(p is None for p in psfs):
+        return
     first = psfs[0]
     for handle, psf in zip(handles, psfs, strict=True):
         if psf is None or isinstance(psf, CoaddPsf) or not psf == first:
@@ -585,7 +560,19 @@ def _coadd_psf(handles: list, weights: np.ndarray, wcs: WCS):
                 f"{first!r}: direct warps must all carry a CoaddPsf, PSF-matched warps one "
                 "common model PSF"
             )
-    return first
+
+
+def _coadd_psf(handles: list, weights: np.ndarray, wcs: WCS):
+    """CoaddPsf of all inputs re-weighted by their warp's weight, or the common model PSF."""
+    psfs = [h.psf for h in handles]
+    if not all(isinstance(p, CoaddPsf) for p in psfs):
+        return psfs[0]
+    inputs = [
+        dataclasses.replace(item, weight=item.weight * float(w))
+        for psf, w in zip(psfs, weights, strict=True)
+        for item in psf.inputs
+    ]
+    return CoaddPsf(inputs, wcs)
 
 
 def _inputs_table(handles: list, indices, weights: np.ndarray, n_used: np.ndarray) -> Table:

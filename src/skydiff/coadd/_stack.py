@@ -345,11 +345,15 @@ def reference_stack(
 
 
 @numba.njit(parallel=True, cache=True)
-def _seeds(outliers, rows, min_area, seeds, seed_rows):
-    """Outliers with at least ``min_area`` outliers (itself included) in their 3x3 window."""
+def _seeds(outliers, rows, min_area, seeds, extent):
+    """Outliers with at least ``min_area`` outliers (itself included) in their 3x3 window.
+
+    ``extent[y, i]`` receives the first and last column of the seeds of row ``y``, input ``i``.
+    """
     height, n_in, width = outliers.shape
     for job in numba.prange(n_in * height):
         y, i = job // n_in, job % n_in
+        extent[y, i, 0], extent[y, i, 1] = width, -1
         if not (rows[y, i] or (y > 0 and rows[y - 1, i]) or (y + 1 < height and rows[y + 1, i])):
             continue
         for x in range(width):
@@ -361,45 +365,44 @@ def _seeds(outliers, rows, min_area, seeds, seed_rows):
                     count += outliers[yy, i, xx]
             if count >= min_area:
                 seeds[y, i, x] = True
-                seed_rows[y, i] = True
+                extent[y, i, 0], extent[y, i, 1] = min(extent[y, i, 0], x), x
 
 
 @numba.njit(parallel=True, cache=True)
-def _grow(seeds, seed_rows, grow, grown, grown_rows):
-    """``seeds`` dilated by a ``(2 grow + 1)``-pixel square (only rows near seeds are visited)."""
+def _grow(seeds, seed_extent, grow, grown, extent):
+    """``seeds`` dilated by a ``(2 grow + 1)``-pixel square, visiting only near the seeds."""
     height, n_in, width = seeds.shape
     for job in numba.prange(n_in * height):
         y, i = job // n_in, job % n_in
+        extent[y, i, 0], extent[y, i, 1] = width, -1
         for yy in range(max(y - grow, 0), min(y + grow + 1, height)):
-            if not seed_rows[yy, i]:
-                continue
-            grown_rows[y, i] = True
-            last = -2 * grow - 2
-            for x in range(width):  # running distance to the last seed on the left...
-                if seeds[yy, i, x]:
-                    last = x
-                if x - last <= grow:
-                    grown[y, i, x] = True
-            last = width + 2 * grow + 2
-            for x in range(width - 1, -1, -1):  # ...and on the right
-                if seeds[yy, i, x]:
-                    last = x
-                if last - x <= grow:
-                    grown[y, i, x] = True
+            lo, hi = (
+                max(seed_extent[yy, i, 0] - grow, 0),
+                min(seed_extent[yy, i, 1] + grow, width - 1),
+            )
+            for x in range(lo, hi + 1):
+                for xx in range(max(x - grow, 0), min(x + grow + 1, width)):
+                    if seeds[yy, i, xx]:
+                        grown[y, i, x] = True
+                        break
+            if hi >= lo:
+                extent[y, i, 0], extent[y, i, 1] = (
+                    min(extent[y, i, 0], lo),
+                    max(extent[y, i, 1], hi),
+                )
 
 
 @numba.njit(parallel=True, cache=True)
-def _epoch_rule(grown, grown_rows, planes, row0, bad, n_good, max_fraction, out, out_rows):
+def _epoch_rule(grown, grown_extent, planes, row0, bad, n_good, max_fraction, out, extent):
     images, variances, masks = planes
     height, n_in, width = grown.shape
     for j in numba.prange(height):
-        active = False
+        lo, hi = width, -1
         for i in range(n_in):
-            active |= grown_rows[j, i]
-        if not active:
-            continue
+            lo, hi = min(lo, grown_extent[j, i, 0]), max(hi, grown_extent[j, i, 1])
+        extent[j, 0], extent[j, 1] = width, -1
         y = row0 + j
-        for x in range(width):
+        for x in range(lo, hi + 1):
             count = 0
             for i in range(n_in):
                 if grown[j, i, x]:
@@ -411,7 +414,7 @@ def _epoch_rule(grown, grown_rows, planes, row0, bad, n_good, max_fraction, out,
                     masks[i, y, x], bad, images[i, y, x], variances[i, y, x]
                 ):
                     out[j, i, x] = True
-                    out_rows[j] = True
+            extent[j, 0], extent[j, 1] = min(extent[j, 0], x), x
 
 
 def transient_mask(
@@ -441,6 +444,8 @@ def transient_mask(
        the usable inputs there, those ``c`` values are excluded; where more
        inputs deviate the feature is persistent (a variable or a source
        that differs between epochs) and kept, as LSST's ``maxFractionEpochsLow``.
+       (A deviation shared by more than about a quarter of the inputs widens
+       their IQR, so that it is no outlier in step 1 already.)
 
     LSST decides per footprint (``spatialThreshold``); this rule is per pixel
     and depends only on inputs at most ``grow + 1`` rows away, so stacking in
@@ -466,26 +471,40 @@ def transient_mask(
     excluded_rows : numpy.ndarray
         ``(n_rows,)`` bool: rows with any excluded value.
     """
-    start, stop = (0, images.shape[1]) if rows is None else rows
-    shape = (stop - start, images.shape[0], images.shape[2])
-    # zero-filled arrays that are written only near outliers: their pages stay unmapped
-    seeds, seed_rows = np.zeros(shape, np.bool_), np.zeros(shape[:2], np.bool_)
-    _seeds(reference.outliers, reference.outlier_rows, int(min_area), seeds, seed_rows)
-    grown, grown_rows = np.zeros(shape, np.bool_), np.zeros(shape[:2], np.bool_)
-    _grow(seeds, seed_rows, int(grow), grown, grown_rows)
-    excluded, excluded_rows = np.zeros(shape, np.bool_), np.zeros(shape[0], np.bool_)
+    excluded, extent = _transient_mask(
+        reference,
+        _planes(images, variances, masks),
+        bad_bits=bad_bits,
+        min_area=min_area,
+        grow=grow,
+        max_epochs_fraction=max_epochs_fraction,
+        rows=rows,
+    )
+    return excluded, extent[:, 1] >= 0
+
+
+def _transient_mask(reference, planes, *, bad_bits, min_area, grow, max_epochs_fraction, rows):
+    """:func:`transient_mask`, with the first and last excluded column of each row."""
+    start, stop = (0, planes[0].shape[1]) if rows is None else rows
+    shape = (stop - start, planes[0].shape[0], planes[0].shape[2])
+    # zero-filled arrays written only near outliers: their untouched pages are never mapped
+    seeds, seed_extent = np.zeros(shape, np.bool_), np.empty((*shape[:2], 2), np.int64)
+    _seeds(reference.outliers, reference.outlier_rows, int(min_area), seeds, seed_extent)
+    grown, grown_extent = np.zeros(shape, np.bool_), np.empty((*shape[:2], 2), np.int64)
+    _grow(seeds, seed_extent, int(grow), grown, grown_extent)
+    excluded, extent = np.zeros(shape, np.bool_), np.empty((shape[0], 2), np.int64)
     _epoch_rule(
         grown,
-        grown_rows,
-        _planes(images, variances, masks),
+        grown_extent,
+        planes,
         start,
         _int32(bad_bits),
         reference.n_good,
         float(max_epochs_fraction),
         excluded,
-        excluded_rows,
+        extent,
     )
-    return excluded, excluded_rows
+    return excluded, extent
 
 
 # -- pass 2: the stack ------------------------------------------------------------------------
@@ -586,9 +605,9 @@ def _finish_chunk(j, x0, m, val, msk, good, flags, sat_w, weights, sat_fraction,
             total_w[c] += w * good[i, c]
             flags[c] |= (good[i, c] > keep) * _F_CLIPPED
             or_mask[c] |= msk[i, c] if good[i, c] else 0
-        used[j, i] += n_i
+        used[j, x0 // _CHUNK, i] = n_i
     image, variance, mask = out_image[j], out_variance[j], out_mask[j]
-    n_clipped = 0
+    n_clipped, chunk = 0, x0 // _CHUNK
     for c in range(m):
         empty = n_good[c] == 0
         n_clipped += n_good[c] - n_used[c]
@@ -605,7 +624,7 @@ def _finish_chunk(j, x0, m, val, msk, good, flags, sat_w, weights, sat_fraction,
             | (bits[7] if f & _F_CLIPPED else 0)
             | (bits[10] if f != 0 else 0)
         )
-    counts[j, 0] += n_clipped
+    counts[j, chunk, 0] = n_clipped
 
 
 @numba.njit(parallel=True, cache=True)
@@ -613,13 +632,14 @@ def _kernel(planes, jobs, weights, excluded, ref_out, network, options, bits, ou
     """Reference and/or stack of the rows listed in ``jobs``.
 
     ``jobs[k]`` = (plane row, reference row or -1, output row or -1, excluded row
-    or -1). The median found for the reference is reused by the stack where
-    nothing is excluded.
+    or -1, first column, last column): chunks outside the columns are skipped.
+    The median found for the reference is reused by the stack where nothing is
+    excluded. Counts go to ``out[3]``/``out[4]`` by output row and chunk.
     """
     n_in, _, width = planes[0].shape
     statistic, nsigma, n_iter, sat_fraction, outlier_nsigma = options
     for k in numba.prange(jobs.shape[0]):
-        y, ref_j, out_j, ex_j = jobs[k, 0], jobs[k, 1], jobs[k, 2], jobs[k, 3]
+        y, ref_j, out_j, ex_j, col_lo, col_hi = jobs[k]
         val, var = np.empty((n_in, _CHUNK), np.float32), np.empty((n_in, _CHUNK), np.float32)
         msk, good = np.empty((n_in, _CHUNK), np.int32), np.empty((n_in, _CHUNK), np.bool_)
         ordered, count = np.empty((n_in, _CHUNK), np.float32), np.empty(_CHUNK, np.int64)
@@ -633,11 +653,10 @@ def _kernel(planes, jobs, weights, excluded, ref_out, network, options, bits, ou
         sat_w, flags = np.empty(_CHUNK), np.empty(_CHUNK, np.int32)
         if ref_j >= 0:
             ref_out[4][ref_j, :] = False
-        if out_j >= 0:
-            out[3][out_j, :] = 0
-            out[4][out_j, :] = 0
         for x0 in range(0, width, _CHUNK):
             m = min(_CHUNK, width - x0)
+            if x0 + m <= col_lo or x0 > col_hi:
+                continue
             _load(planes, y, x0, m, bits[0], val, var, msk, good)
             have_median = ref_j >= 0
             if have_median:
@@ -656,7 +675,7 @@ def _kernel(planes, jobs, weights, excluded, ref_out, network, options, bits, ou
                         good[i, c] &= not hit
                         flags[c] |= _F_CLIPPED if hit else 0
                         n_excluded += hit
-                out[4][out_j, 1] += n_excluded
+                out[4][out_j, x0 // _CHUNK, 1] = n_excluded
             if statistic == 0:
                 center[:m], hw[:m] = 0.0, np.inf
                 _meanclip(val, var, good, weights, m, 1.0, 1, center, hw, result, sums)
@@ -772,7 +791,11 @@ def stack_planes(
     if out is None:
         shape = (stop - start, width)
         out = (np.empty(shape, np.float32), np.empty(shape, np.float32), np.empty(shape, np.int32))
-    counts = (np.zeros((stop - start, n_in), np.int64), np.zeros((stop - start, 2), np.int64))
+    n_chunks = -(-width // _CHUNK)
+    counts = (
+        np.zeros((stop - start, n_chunks, n_in), np.int64),
+        np.zeros((stop - start, n_chunks, 2), np.int64),
+    )
     outputs = (*out, *counts)
     bit_array = (bits or StackMaskBits()).as_array()
     options = (STACK_STATISTICS[statistic], float(nsigma), int(n_iter), float(sat_fraction), 0.0)
@@ -803,9 +826,9 @@ def stack_planes(
     options = (*options[:4], float(artifacts.nsigma))
     arrays = _reference_arrays(reference)
     _kernel(planes, jobs, weights, _NO_EXCLUSIONS, arrays, network, options, bit_array, outputs)
-    excluded, excluded_rows = transient_mask(
+    excluded, extent = _transient_mask(
         reference,
-        *planes,
+        planes,
         bad_bits=int(bit_array[0]),
         min_area=artifacts.min_area,
         grow=artifacts.grow,
@@ -813,24 +836,27 @@ def stack_planes(
         rows=(first, last),
     )
     # ...then again where artifacts were found
-    redo = stacked[excluded_rows[start - first : stop - first]]
-    jobs = _jobs(redo, output=redo - start, excluded=redo - first)
+    redo = stacked[extent[start - first : stop - first, 1] >= 0]
+    jobs = _jobs(redo, output=redo - start, excluded=redo - first, columns=extent[redo - first])
     _kernel(planes, jobs, weights, excluded, _NO_REFERENCE, network, options, bit_array, outputs)
     return _result(outputs, int(np.count_nonzero(excluded[redo - first].any(axis=1))))
 
 
 def _result(outputs: tuple, n_excluded_pixels: int) -> StackResult:
-    clipped, n_excluded = outputs[4].sum(axis=0)
-    used = outputs[3].sum(axis=0)
+    clipped, n_excluded = outputs[4].sum(axis=(0, 1))
+    used = outputs[3].sum(axis=(0, 1))
     return StackResult(*outputs[:3], used, int(clipped), int(n_excluded), n_excluded_pixels)
 
 
-def _jobs(rows, *, reference=None, output=None, excluded=None) -> np.ndarray:
-    """The ``(n, 4)`` job table of :func:`_kernel` (-1 where a column is not given)."""
-    jobs = np.full((len(rows), 4), -1, np.int64)
+def _jobs(rows, *, reference=None, output=None, excluded=None, columns=None) -> np.ndarray:
+    """The ``(n, 6)`` job table of :func:`_kernel` (-1 where not given, all columns)."""
+    jobs = np.full((len(rows), 6), -1, np.int64)
+    jobs[:, 4], jobs[:, 5] = 0, np.iinfo(np.int64).max
     for column, values in enumerate((rows, reference, output, excluded)):
         if values is not None:
             jobs[:, column] = values
+    if columns is not None:
+        jobs[:, 4:] = columns
     return jobs
 
 
@@ -849,8 +875,8 @@ def _no_output(n_in: int) -> tuple:
         np.zeros((1, 1), np.float32),
         np.zeros((1, 1), np.float32),
         np.zeros((1, 1), np.int32),
-        np.zeros((1, n_in), np.int64),
-        np.zeros((1, 2), np.int64),
+        np.zeros((1, 1, n_in), np.int64),
+        np.zeros((1, 1, 2), np.int64),
     )
 
 

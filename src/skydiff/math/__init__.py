@@ -1,10 +1,18 @@
 """Array layer: pure functions on numpy arrays.
 
-Statistics, binning and interpolation, polynomials, Chebyshev series, moments
-and sub-pixel shifts. No I/O, no configuration objects, no logging.
+Statistics, binning (of whole images and block by block) and interpolation,
+grids of bins with empty bins, polynomials, Chebyshev series, moments and
+sub-pixel shifts. No I/O, no configuration objects, no logging.
 """
 
+from ._bin_grids import (
+    chebyshev_fit_rms,
+    constrained_chebyshev_order,
+    fill_empty_bins_thin_plate,
+    values_at_bin_centers,
+)
 from ._binning import BinnedImage, bin_image, fill_empty_bins
+from ._block_bins import BinStatistics, BinSums, block_bin_statistics
 from ._chebyshev import (
     chebyshev_coefficient_matrix,
     chebyshev_design,
@@ -42,6 +50,8 @@ from ._stats import (
 __all__ = [
     "INTERPOLATIONS",
     "IQR_TO_SIGMA",
+    "BinStatistics",
+    "BinSums",
     "BinnedImage",
     "ClippedStats",
     "StampSet",
@@ -49,15 +59,19 @@ __all__ = [
     "adaptive_moments_batch",
     "bin_image",
     "bits_set",
+    "block_bin_statistics",
     "box_dilate",
     "box_or",
     "chebyshev_coefficient_matrix",
     "chebyshev_design",
+    "chebyshev_fit_rms",
     "clipped_stats",
+    "constrained_chebyshev_order",
     "cut_stamps",
     "difference_noise",
     "evaluate_chebyshev_grid",
     "fill_empty_bins",
+    "fill_empty_bins_thin_plate",
     "find_peaks",
     "fit_chebyshev",
     "fourier_shift",
@@ -71,5 +85,6 @@ __all__ = [
     "normalized_coordinates",
     "polynomial_terms",
     "robust_sigma",
+    "values_at_bin_centers",
     "windowed_centroids",
 ]

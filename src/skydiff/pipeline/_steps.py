@@ -1,0 +1,248 @@
+"""The pipeline's steps: which quanta each needs (graph) and how a worker runs one.
+
+Builders run in the driver and only query the registry; runners run in
+workers, read their inputs, run one task and write (not register) outputs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..characterize import ScaleVarianceTask
+from ..coadd import (
+    AssembleCoaddTask,
+    GetTemplateTask,
+    MakeWarpTask,
+    MatchBackgroundsTask,
+)
+from ..diffim import AlardLuptonSubtractTask, DetectAndMeasureTask
+from ..errors import NoWorkFound
+from ._config import PipelineConfig
+from ._quantum import Quantum
+
+__all__ = ["STEP_BUILDERS", "STEP_RUNNERS", "Roles", "visit_roles"]
+
+
+class Roles:
+    """Template and science visits, and the band of every visit."""
+
+    def __init__(self, template: set[int], science: set[int], bands: dict[int, str]):
+        self.template, self.science, self.bands = template, science, bands
+
+
+def visit_roles(repo, config: PipelineConfig, where: dict[str, Any]) -> Roles:
+    """Which visits make templates and which are differenced (see :class:`PipelineConfig`)."""
+    records = repo.calexp_records(**where)
+    mjd: dict[int, float] = {}
+    bands: dict[int, str] = {}
+    for record in records:
+        mjd.setdefault(record["visit"], record.get("mjd") or 0.0)
+        bands[record["visit"]] = record.get("band") or ""
+    visits = sorted(mjd, key=lambda v: (mjd[v], v))
+    template = set(config.template_visits) & set(visits)
+    science = set(config.science_visits) & set(visits)
+    if not config.template_visits and not config.science_visits:
+        half = max(1, len(visits) // 2)
+        template, science = set(visits[:half]), set(visits[half:])
+    elif not config.template_visits:
+        template = set(visits) - science
+    elif not config.science_visits:
+        science = set(visits) - template
+    return Roles(template, science, bands)
+
+
+def _key(data_id: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(data_id.items()))
+
+
+# -- builders (driver) -------------------------------------------------------------------------
+
+
+def build_warp(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    groups: dict[tuple, list] = defaultdict(list)
+    for ref in repo.query("calexp"):
+        visit, detector = ref.data_id["visit"], ref.data_id["detector"]
+        if visit not in roles.template:
+            continue
+        for tract, patch in repo.patches_for(visit, detector):
+            groups[(visit, tract, patch)].append(ref)
+    quanta = []
+    for (visit, tract, patch), refs in sorted(groups.items()):
+        data_id = {"visit": visit, "tract": tract, "patch": patch}
+        outputs = [("direct_warp", _key(data_id))]
+        if config.make_warp.make_psf_matched:
+            outputs.append(("psf_matched_warp", _key(data_id)))
+        quanta.append(Quantum("warp", _key(data_id), tuple(refs), tuple(outputs)))
+    return quanta
+
+
+def build_match_backgrounds(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    groups: dict[tuple, list] = defaultdict(list)
+    for ref in repo.query("direct_warp"):
+        visit = ref.data_id["visit"]
+        if visit in roles.template:
+            groups[(ref.data_id["tract"], roles.bands[visit])].append(ref)
+    quanta = []
+    for (tract, band), refs in sorted(groups.items()):
+        outputs = tuple(
+            ("matched_warp", _key(r.data_id)) for r in sorted(refs, key=lambda r: _key(r.data_id))
+        )
+        quanta.append(
+            Quantum("match_backgrounds", _key({"tract": tract, "band": band}), tuple(refs), outputs)
+        )
+    return quanta
+
+
+def build_coadd(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    source = "matched_warp" if "match_backgrounds" in config.steps else "direct_warp"
+    groups: dict[tuple, list] = defaultdict(list)
+    for ref in repo.query(source):
+        visit = ref.data_id["visit"]
+        if visit in roles.template:
+            key = (ref.data_id["tract"], ref.data_id["patch"], roles.bands[visit])
+            groups[key].append(ref)
+    quanta = []
+    for (tract, patch, band), refs in sorted(groups.items()):
+        data_id = {"tract": tract, "patch": patch, "band": band}
+        quanta.append(Quantum("coadd", _key(data_id), tuple(refs), (("coadd", _key(data_id)),)))
+    return quanta
+
+
+def build_template(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    quanta = []
+    for ref in repo.query("calexp"):
+        visit, detector = ref.data_id["visit"], ref.data_id["detector"]
+        if visit not in roles.science:
+            continue
+        band = roles.bands[visit]
+        coadds = [
+            c
+            for tract, patch in repo.patches_for(visit, detector)
+            for c in repo.query("coadd", tract=tract, patch=patch, band=band)
+        ]
+        data_id = {"visit": visit, "detector": detector}
+        quanta.append(
+            Quantum("template", _key(data_id), (ref, *coadds), (("template", _key(data_id)),))
+        )
+    return quanta
+
+
+def build_subtract(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    quanta = []
+    for ref in repo.query("calexp"):
+        visit, detector = ref.data_id["visit"], ref.data_id["detector"]
+        if visit not in roles.science:
+            continue
+        data_id = {"visit": visit, "detector": detector}
+        templates = repo.query("template", visit=visit, detector=detector)
+        outputs = tuple(
+            (name, _key(data_id)) for name in ("difference", "matched_template", "dia_sources")
+        )
+        quanta.append(Quantum("subtract", _key(data_id), (ref, *templates), outputs))
+    return quanta
+
+
+STEP_BUILDERS = {
+    "warp": build_warp,
+    "match_backgrounds": build_match_backgrounds,
+    "coadd": build_coadd,
+    "template": build_template,
+    "subtract": build_subtract,
+}
+
+
+# -- runners (workers) ---------------------------------------------------------------------------
+
+
+def _inputs(quantum: Quantum, dataset_type: str) -> list:
+    return [ref for ref in quantum.inputs if ref.dataset_type == dataset_type]
+
+
+def run_warp(repo, quantum: Quantum, config: PipelineConfig):
+    data_id = quantum.id_dict()
+    tract = repo.skymap[data_id["tract"]]
+    patch = tract.patch(data_id["patch"])
+    calexps = [repo.get("calexp", ref.data_id) for ref in quantum.inputs]
+    result = MakeWarpTask(config.make_warp).run_on_patch(calexps, tract, patch)
+    if result.direct is None:
+        raise NoWorkFound(f"no pixel of visit {data_id['visit']} falls on {quantum.label}")
+    written = [repo.write("direct_warp", data_id, result.direct)]
+    if result.psf_matched is not None:
+        written.append(repo.write("psf_matched_warp", data_id, result.psf_matched))
+    return written, result.metadata.to_dict()
+
+
+def run_match_backgrounds(repo, quantum: Quantum, config: PipelineConfig):
+    handles = [repo.handle("direct_warp", ref.data_id) for ref in quantum.inputs]
+    result = MatchBackgroundsTask(config.match_backgrounds).run(handles, repo.skymap)
+    written = []
+    for ref, warp in zip(quantum.inputs, result.matched_warps, strict=True):
+        written.append(repo.write("matched_warp", ref.data_id, warp))
+    return written, result.metadata.to_dict()
+
+
+def run_coadd(repo, quantum: Quantum, config: PipelineConfig):
+    handles = [repo.handle(ref.dataset_type, ref.data_id) for ref in quantum.inputs]
+    result = AssembleCoaddTask(config.assemble_coadd).run(handles)
+    return [repo.write("coadd", quantum.id_dict(), result.coadd)], result.metadata.to_dict()
+
+
+def run_template(repo, quantum: Quantum, config: PipelineConfig):
+    calexp = repo.handle("calexp", _inputs(quantum, "calexp")[0].data_id)
+    coadds = {
+        (ref.data_id["tract"], ref.data_id["patch"]): repo.handle("coadd", ref.data_id)
+        for ref in _inputs(quantum, "coadd")
+    }
+    task = GetTemplateTask(config.get_template)
+    found = task.get_exposures(coadds, calexp.bbox, repo.skymap, calexp.wcs)
+    result = task.run(
+        found.coadd_handles, calexp.bbox, calexp.wcs, found.data_ids, calexp.physical_filter
+    )
+    return [repo.write("template", quantum.id_dict(), result.template)], result.metadata.to_dict()
+
+
+def run_subtract(repo, quantum: Quantum, config: PipelineConfig):
+    data_id = quantum.id_dict()
+    templates = _inputs(quantum, "template")
+    if not templates:
+        raise NoWorkFound(f"no template for {quantum.label}")
+    science = repo.get("calexp", _inputs(quantum, "calexp")[0].data_id)
+    template = repo.get("template", templates[0].data_id)
+    if config.scale_template_variance:
+        # two resamplings correlate the template noise: its variance plane no longer
+        # describes the pixel scatter (LSST scales the variance before subtracting too)
+        scaled = ScaleVarianceTask(config.scale_variance).run(template.masked_image)
+        template = template.replace(masked_image=scaled.masked_image)
+    result = AlardLuptonSubtractTask(config.subtract).run(template, science)
+    difference = result.difference
+    variance_factor = 1.0
+    if config.scale_difference_variance:
+        # the template's resampled noise is correlated: convolving it adds more noise
+        # than its variance plane says, so the difference's plane is matched to its pixels
+        scaled = ScaleVarianceTask(config.scale_variance).run(difference.masked_image)
+        difference = difference.replace(masked_image=scaled.masked_image)
+        variance_factor = scaled.factor
+    if science.units != difference.units:
+        science = science.calibrated()
+    found = DetectAndMeasureTask(config.detect).run(
+        difference, science=science, matched_template=result.matched_template
+    )
+    written = [
+        repo.write("difference", data_id, difference),
+        repo.write("matched_template", data_id, result.matched_template),
+        repo.write("dia_sources", data_id, found.dia_sources),
+    ]
+    metadata = result.metadata.to_dict()
+    metadata["values"]["difference_variance_factor"] = variance_factor
+    metadata["children"]["detect"] = found.metadata.to_dict()
+    return written, metadata
+
+
+STEP_RUNNERS = {
+    "warp": run_warp,
+    "match_backgrounds": run_match_backgrounds,
+    "coadd": run_coadd,
+    "template": run_template,
+    "subtract": run_subtract,
+}
