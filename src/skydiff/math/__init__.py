@@ -1,8 +1,9 @@
 """Array layer: pure functions on numpy arrays.
 
 Statistics, binning (of whole images and block by block) and interpolation,
-grids of bins with empty bins, polynomials, Chebyshev series, moments and
-sub-pixel shifts. No I/O, no configuration objects, no logging.
+grids of bins with empty bins, polynomials, Chebyshev series, moments,
+sub-pixel shifts and stacks of aligned planes. No I/O, no configuration
+objects, no logging.
 """
 
 from ._bin_grids import (
@@ -37,6 +38,17 @@ from ._moments import (
 )
 from ._poly import n_polynomial_terms, normalized_coordinates, polynomial_terms
 from ._shift import fourier_shift
+from ._stack import (
+    STACK_STATISTICS,
+    ReferenceStack,
+    StackMaskBits,
+    StackResult,
+    clipped_mean,
+    reference_stack,
+    sorting_network,
+    stack_planes,
+)
+from ._stack_artifacts import ArtifactRule, transient_mask
 from ._stamps import StampSet, cut_stamps
 from ._stats import (
     IQR_TO_SIGMA,
@@ -50,10 +62,15 @@ from ._stats import (
 __all__ = [
     "INTERPOLATIONS",
     "IQR_TO_SIGMA",
+    "STACK_STATISTICS",
+    "ArtifactRule",
     "BinStatistics",
     "BinSums",
     "BinnedImage",
     "ClippedStats",
+    "ReferenceStack",
+    "StackMaskBits",
+    "StackResult",
     "StampSet",
     "adaptive_moments",
     "adaptive_moments_batch",
@@ -65,6 +82,7 @@ __all__ = [
     "chebyshev_coefficient_matrix",
     "chebyshev_design",
     "chebyshev_fit_rms",
+    "clipped_mean",
     "clipped_stats",
     "constrained_chebyshev_order",
     "cut_stamps",
@@ -84,7 +102,11 @@ __all__ = [
     "n_polynomial_terms",
     "normalized_coordinates",
     "polynomial_terms",
+    "reference_stack",
     "robust_sigma",
+    "sorting_network",
+    "stack_planes",
+    "transient_mask",
     "values_at_bin_centers",
     "windowed_centroids",
 ]

@@ -12,6 +12,19 @@ from astropy.table import Table
 
 __all__ = ["DemoScore", "score_transients", "write_figures"]
 
+#: Pixel flags that mark a DIA source as an artefact candidate rather than a detection.
+PIXEL_FLAGS = (
+    "flag_edge",
+    "flag_no_data",
+    "flag_bad",
+    "flag_saturated",
+    "flag_suspect",
+    "flag_sat_template",
+    "flag_high_variance",
+    "flag_interpolated",
+    "flag_cr",
+)
+
 #: Bins of expected S/N for the recovery curve.
 SNR_BINS = (3.0, 5.0, 7.0, 10.0, 20.0, 50.0, np.inf)
 
@@ -27,14 +40,17 @@ class DemoScore:
         expected difference flux: ``expected_flux``, ``expected_snr``,
         ``recovered``, ``measured_flux``.
     n_false : int
-        DIA sources matching no transient or variable star.
+        DIA sources without pixel flags matching no transient or variable star.
     n_dia : int
         All DIA sources.
+    n_clean : int
+        DIA sources without pixel flags (edge, no data, bad, saturated, ...).
     """
 
     candidates: Table
     n_false: int
     n_dia: int
+    n_clean: int = 0
 
     def recovery(self) -> Table:
         """Recovered fraction in bins of expected S/N."""
@@ -68,7 +84,7 @@ def score_transients(repo, truth, science_visits, template_visits, *, radius: fl
     transients = truth.transients
     t_coord = SkyCoord(transients["ra"], transients["dec"], unit="deg")
     v_coord = SkyCoord(truth.variables["ra"], truth.variables["dec"], unit="deg")
-    rows, n_false, n_dia = [], 0, 0
+    rows, n_false, n_dia, n_clean = [], 0, 0, 0
     for ref in repo.query("difference"):
         visit, detector = ref.data_id["visit"], ref.data_id["detector"]
         if visit not in science_visits:
@@ -102,7 +118,9 @@ def score_transients(repo, truth, science_visits, template_visits, *, radius: fl
                 if len(v_coord)
                 else np.zeros(len(dia), bool)
             )
-            n_false += int(np.sum(~(near_transient | near_variable | matched_dia)))
+            clean = ~_flagged(dia)
+            n_clean += int(clean.sum())
+            n_false += int(np.sum(clean & ~(near_transient | near_variable | matched_dia)))
     names = (
         "id",
         "visit",
@@ -113,7 +131,15 @@ def score_transients(repo, truth, science_visits, template_visits, *, radius: fl
         "measured_flux",
     )
     candidates = Table(rows=rows, names=names) if rows else Table(names=names)
-    return DemoScore(candidates, n_false, n_dia)
+    return DemoScore(candidates, n_false, n_dia, n_clean)
+
+
+def _flagged(dia: Table) -> np.ndarray:
+    flagged = np.zeros(len(dia), bool)
+    for name in PIXEL_FLAGS:
+        if name in dia.colnames:
+            flagged |= np.asarray(dia[name], bool)
+    return flagged
 
 
 def write_figures(repo, score: DemoScore, directory: Path, *, n_cutouts: int = 6) -> list[Path]:
