@@ -78,7 +78,7 @@ def main() -> None:
         "(generated from the code by `docs/make_task_docs.py`).",
         "",
     ]
-    text = "\n".join(header) + "\n".join(section(*t) for t in TASKS)
+    text = "\n".join(header) + "\n" + "\n".join(section(*t) for t in TASKS)
     Path(__file__).with_name("tasks.md").write_text(text)
 
 

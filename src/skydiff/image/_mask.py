@@ -179,7 +179,7 @@ class Mask:
         present = np.bitwise_or.reduce(self.array, axis=None) if self.array.size else 0
         for name, bit in self._planes.items():
             target = planes.get(name)
-            if target is None or not present & (1 << bit):
+            if target is None or not present & _as_int32(1 << bit):
                 continue
             out |= np.where(self.array & _as_int32(1 << bit), _as_int32(1 << target), 0).astype(
                 np.int32
