@@ -103,3 +103,53 @@ def test_a_failed_quantum_does_not_stop_the_others(tmp_path):
     failed = summary.failures
     assert failed and all("visit=3" in r.label and "detector=1" in r.label for r in failed)
     assert summary.count("done", "subtract") == 3
+
+
+def test_warp_graph_has_one_quantum_per_visit_and_touched_patch(ran):
+    """The warp quanta are exactly the (visit, tract, patch) a template calexp overlaps."""
+    from skydiff.pipeline._steps import build_warp, visit_roles
+
+    repo, _, config, _ = ran
+    quanta = build_warp(repo, config, visit_roles(repo, config, {}))
+    expected = set()
+    skymap = repo.skymap
+    for ref in repo.query("calexp"):
+        if ref.data_id["visit"] not in TEMPLATE_VISITS:
+            continue
+        calexp = repo.handle(ref)
+        for tract, patches in skymap.find_overlapping_exposure(calexp.wcs, calexp.bbox):
+            expected |= {
+                (ref.data_id["visit"], tract.tract_id, p.sequential_index) for p in patches
+            }
+    got = {(q.id_dict()["visit"], q.id_dict()["tract"], q.id_dict()["patch"]) for q in quanta}
+    assert got == expected and len(got) == len(quanta)
+    assert all(len(q.inputs) >= 1 for q in quanta)
+
+
+class _KilledAfter(InProcessExecutor):
+    """Stops the run (as a kill would) after ``n`` quanta."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def map(self, fn, items):
+        for count, pair in enumerate(super().map(fn, items)):
+            if count == self.n:
+                raise KeyboardInterrupt
+            yield pair
+
+
+def test_a_killed_run_resumes_without_redoing_or_duplicating(tmp_path):
+    repo, _ = make_repo(tmp_path / "repo", tmp_path / "files")
+    config = PipelineConfig(template_visits=TEMPLATE_VISITS, science_visits=SCIENCE_VISITS)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(repo, config).run(executor=_KilledAfter(3))
+    done_before = {r.id for r in repo.query("direct_warp")}
+    assert len(done_before) == 3
+    summary = Pipeline(repo, config).run(executor=InProcessExecutor())
+    assert not summary.failures and summary.count("skipped", "warp") == 3
+    assert {r.id for r in repo.query("direct_warp")} >= done_before  # finished ones kept
+    # one registry row per dataset: no duplicates from the interrupted run
+    refs = repo.query()
+    assert len({(r.dataset_type, tuple(sorted(r.data_id.items()))) for r in refs}) == len(refs)
+    assert len(repo.query("difference")) == 4

@@ -155,6 +155,15 @@ STEP_BUILDERS = {
 # -- runners (workers) ---------------------------------------------------------------------------
 
 
+def _write(repo, dataset_type: str, data_id, obj):
+    """Write an output file, replacing a file left unregistered by a killed run.
+
+    The driver only schedules quanta whose outputs are not registered, so an
+    existing file here is such a leftover.
+    """
+    return repo.write(dataset_type, data_id, obj, overwrite=True)
+
+
 def _inputs(quantum: Quantum, dataset_type: str) -> list:
     return [ref for ref in quantum.inputs if ref.dataset_type == dataset_type]
 
@@ -167,9 +176,9 @@ def run_warp(repo, quantum: Quantum, config: PipelineConfig):
     result = MakeWarpTask(config.make_warp).run_on_patch(calexps, tract, patch)
     if result.direct is None:
         raise NoWorkFound(f"no pixel of visit {data_id['visit']} falls on {quantum.label}")
-    written = [repo.write("direct_warp", data_id, result.direct)]
+    written = [_write(repo, "direct_warp", data_id, result.direct)]
     if result.psf_matched is not None:
-        written.append(repo.write("psf_matched_warp", data_id, result.psf_matched))
+        written.append(_write(repo, "psf_matched_warp", data_id, result.psf_matched))
     return written, result.metadata.to_dict()
 
 
@@ -178,14 +187,14 @@ def run_match_backgrounds(repo, quantum: Quantum, config: PipelineConfig):
     result = MatchBackgroundsTask(config.match_backgrounds).run(handles, repo.skymap)
     written = []
     for ref, warp in zip(quantum.inputs, result.matched_warps, strict=True):
-        written.append(repo.write("matched_warp", ref.data_id, warp))
+        written.append(_write(repo, "matched_warp", ref.data_id, warp))
     return written, result.metadata.to_dict()
 
 
 def run_coadd(repo, quantum: Quantum, config: PipelineConfig):
     handles = [repo.handle(ref.dataset_type, ref.data_id) for ref in quantum.inputs]
     result = AssembleCoaddTask(config.assemble_coadd).run(handles)
-    return [repo.write("coadd", quantum.id_dict(), result.coadd)], result.metadata.to_dict()
+    return [_write(repo, "coadd", quantum.id_dict(), result.coadd)], result.metadata.to_dict()
 
 
 def run_template(repo, quantum: Quantum, config: PipelineConfig):
@@ -199,7 +208,8 @@ def run_template(repo, quantum: Quantum, config: PipelineConfig):
     result = task.run(
         found.coadd_handles, calexp.bbox, calexp.wcs, found.data_ids, calexp.physical_filter
     )
-    return [repo.write("template", quantum.id_dict(), result.template)], result.metadata.to_dict()
+    written = [_write(repo, "template", quantum.id_dict(), result.template)]
+    return written, result.metadata.to_dict()
 
 
 def run_subtract(repo, quantum: Quantum, config: PipelineConfig):
@@ -229,9 +239,9 @@ def run_subtract(repo, quantum: Quantum, config: PipelineConfig):
         difference, science=science, matched_template=result.matched_template
     )
     written = [
-        repo.write("difference", data_id, difference),
-        repo.write("matched_template", data_id, result.matched_template),
-        repo.write("dia_sources", data_id, found.dia_sources),
+        _write(repo, "difference", data_id, difference),
+        _write(repo, "matched_template", data_id, result.matched_template),
+        _write(repo, "dia_sources", data_id, found.dia_sources),
     ]
     metadata = result.metadata.to_dict()
     metadata["values"]["difference_variance_factor"] = variance_factor
