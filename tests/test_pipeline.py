@@ -79,12 +79,22 @@ def test_rerun_skips_everything_and_resumes_missing_outputs(ran):
 
 @pytest.mark.parametrize("kind", ["processes", "dask"])
 def test_other_executors_give_identical_results(ran, tmp_path, kind):
-    """Local processes and a Dask LocalCluster reproduce the in-process run bit for bit."""
+    """Local processes, and a Dask scheduler with two worker processes on 127.0.0.1 reached
+    by its address, reproduce the in-process run bit for bit."""
     repo, _, config, _ = ran
     other, _ = make_repo(tmp_path / "repo", tmp_path / "files")
-    executor = ProcessExecutor(2) if kind == "processes" else DaskExecutor("local", n_workers=2)
-    with executor:
-        summary = Pipeline(other, config).run(executor=executor)
+    if kind == "processes":
+        with ProcessExecutor(2) as executor:
+            summary = Pipeline(other, config).run(executor=executor)
+    else:
+        from distributed import LocalCluster
+
+        with LocalCluster(
+            host="127.0.0.1", n_workers=2, threads_per_worker=1, dashboard_address=None
+        ) as cluster:
+            assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+            with DaskExecutor(cluster.scheduler_address) as executor:
+                summary = Pipeline(other, config).run(executor=executor)
     assert not summary.failures, summary.table()
     for ref in repo.query("difference"):
         a = repo.get("difference", ref.data_id)
