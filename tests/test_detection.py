@@ -130,3 +130,19 @@ def test_errors():
     detections = SourceDetectionTask().run(exposure)
     with pytest.raises(InvalidExposureError, match="no PSF"):
         SourceMeasurementTask().run(exposure, detections)
+
+
+def test_label_row_bands_equals_labelling_the_whole_image():
+    """Band-wise labelling gives exactly ndimage.label's numbering, sparse or dense."""
+    from scipy import ndimage
+
+    from skydiff.detection._footprints import label_row_bands
+
+    rng = np.random.default_rng(3)
+    for density in (0.0, 2e-4, 0.02):
+        mask = ndimage.binary_dilation(rng.random((300, 257)) < density, iterations=2)
+        for structure in (None, np.ones((3, 3), bool)):
+            expected, n = ndimage.label(mask, structure=structure)
+            labels, found = label_row_bands(mask, structure=structure)
+            assert found == n and labels.dtype == np.int32
+            np.testing.assert_array_equal(labels, expected)

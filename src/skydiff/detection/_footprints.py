@@ -49,6 +49,33 @@ class Footprints:
         return np.bincount(self.peak_footprint, minlength=self.n_footprints + 1)
 
 
+def label_row_bands(
+    mask: np.ndarray, *, structure: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """``scipy.ndimage.label`` (int32), run only on the bands of rows that hold any pixel.
+
+    A connected region cannot cross an empty row, so each band is labelled on
+    its own and the numbers offset: the result equals labelling the whole
+    image, but a sparse mask (a difference image's few detections) costs a
+    fraction of it.
+    """
+    labels = np.zeros(mask.shape, np.int32)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return labels, 0
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    starts = np.r_[rows[0], rows[breaks + 1]]
+    stops = np.r_[rows[breaks], rows[-1]] + 1
+    total = 0
+    for start, stop in zip(starts, stops, strict=True):
+        band = labels[start:stop]
+        found = ndimage.label(mask[start:stop], structure=structure, output=band)
+        if total and found:
+            band[band > 0] += total
+        total += found
+    return labels, total
+
+
 def detect_footprints(
     significance: np.ndarray,
     *,
@@ -71,12 +98,11 @@ def detect_footprints(
     """
     above = significance > threshold
     if min_pixels > 1:
-        labels, n = ndimage.label(above)
+        labels, n = label_row_bands(above)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         above &= (sizes >= min_pixels)[labels] & (labels > 0)
     grown = box_dilate(above, grow)
-    labels = np.empty(grown.shape, np.int32)
-    n = ndimage.label(grown, structure=np.ones((3, 3), bool), output=labels)
+    labels, n = label_row_bands(grown, structure=np.ones((3, 3), bool))
     py, px = find_peaks(significance, above)
     values = significance[py, px]
     order = np.argsort(-values, kind="stable")
