@@ -33,11 +33,14 @@ def _evaluate_rows(coeffs: np.ndarray, breaks: np.ndarray, y: np.ndarray) -> np.
         segment = np.searchsorted(breaks, y[row], side="right") - 1
         segment = min(max(segment, 0), n_segments - 1)
         t = y[row] - breaks[segment]
+        # Horner's rule a row at a time: contiguous coefficient rows, vectorisable
+        value = np.zeros(width)
+        for k in range(order):
+            c = coeffs[k, segment]
+            for col in range(width):
+                value[col] = value[col] * t + c[col]
         for col in range(width):
-            value = 0.0
-            for k in range(order):
-                value = value * t + coeffs[k, segment, col]
-            out[row, col] = value
+            out[row, col] = value[col]
     return out
 
 
