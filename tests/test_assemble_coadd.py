@@ -13,17 +13,11 @@ from astropy.wcs import WCS
 from scipy import ndimage
 
 from skydiff.cli import main
-from skydiff.coadd import (
-    AssembleCoaddConfig,
-    AssembleCoaddTask,
-    reference_stack,
-    stack_planes,
-    transient_mask,
-)
+from skydiff.coadd import AssembleCoaddConfig, AssembleCoaddTask
 from skydiff.errors import InvalidExposureError, InvalidParameterError, NoWorkFound
 from skydiff.image import Box, Exposure, Mask, MaskedImage, VisitInfo
 from skydiff.io import ExposureHandle, InMemoryHandle, read_exposure, read_image, write_exposure
-from skydiff.math import robust_sigma
+from skydiff.math import reference_stack, robust_sigma, stack_planes, transient_mask
 from skydiff.psf import CoaddPsf, CoaddPsfInput, DoubleGaussianPsf, GaussianPsf
 
 from .conftest import data_path

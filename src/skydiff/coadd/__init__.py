@@ -1,6 +1,5 @@
 """Warps, coadds and templates: the images on sky-map patches."""
 
-from ..io import InMemoryHandle
 from ._assemble import AssembleCoaddConfig, AssembleCoaddResult, AssembleCoaddTask
 from ._get_template import (
     CoaddHandle,
@@ -16,22 +15,8 @@ from ._match_backgrounds import (
     MatchBackgroundsTask,
     MatchedWarpHandle,
 )
-from ._stack import (
-    STACK_STATISTICS,
-    ArtifactRule,
-    ReferenceStack,
-    StackMaskBits,
-    StackResult,
-    clipped_mean,
-    reference_stack,
-    sorting_network,
-    stack_planes,
-    transient_mask,
-)
 
 __all__ = [
-    "STACK_STATISTICS",
-    "ArtifactRule",
     "AssembleCoaddConfig",
     "AssembleCoaddResult",
     "AssembleCoaddTask",
@@ -39,7 +24,6 @@ __all__ = [
     "GetTemplateConfig",
     "GetTemplateResult",
     "GetTemplateTask",
-    "InMemoryHandle",
     "MakeWarpConfig",
     "MakeWarpResult",
     "MakeWarpTask",
@@ -48,13 +32,5 @@ __all__ = [
     "MatchBackgroundsTask",
     "MatchedWarpHandle",
     "OverlappingCoadds",
-    "ReferenceStack",
-    "StackMaskBits",
-    "StackResult",
     "WarperConfig",
-    "clipped_mean",
-    "reference_stack",
-    "sorting_network",
-    "stack_planes",
-    "transient_mask",
 ]

@@ -17,10 +17,9 @@ from astropy.wcs import WCS
 from ..errors import InvalidExposureError, InvalidParameterError, NoWorkFound
 from ..image import Box, Exposure, Mask, MaskedImage, pixel_to_sky, sky_to_pixel
 from ..io import InMemoryHandle
-from ..math import bits_set
+from ..math import ArtifactRule, ReferenceStack, StackMaskBits, bits_set, clipped_mean, stack_planes
 from ..psf import CoaddPsf
 from ..task import Config, Task, TaskMetadata, TaskResult, config_field
-from ._stack import ArtifactRule, ReferenceStack, StackMaskBits, clipped_mean, stack_planes
 
 __all__ = ["AssembleCoaddConfig", "AssembleCoaddResult", "AssembleCoaddTask"]
 
