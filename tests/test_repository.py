@@ -17,7 +17,7 @@ from astropy.table import Table
 import skydiff
 from skydiff.background import SubtractBackgroundTask
 from skydiff.cli import main
-from skydiff.errors import InvalidParameterError
+from skydiff.errors import InvalidParameterError, SkydiffError
 from skydiff.image import Box
 from skydiff.pipeline import (
     DataId,
@@ -711,3 +711,27 @@ def test_cli_create_ingest_query(tmp_path, capsys, skymap, demo_files):
     assert main(["repo", "query", str(tmp_path / "nope")]) == 1
     assert "not a skydiff repository" in capsys.readouterr().err
     assert main(["repo", "create", str(root)]) == 1
+
+
+def test_bad_ingests_leave_the_repository_consistent(repo, demo_files, tmp_path):
+    """Missing and corrupt files, and a second ingest of the same visit/detector, are refused
+    with the file named, and neither registry rows nor stray files are left behind."""
+    repo.ingest(demo_files[:2])
+
+    def snapshot():
+        files = sorted(p.relative_to(repo.root) for p in repo.root.rglob("*.fits"))
+        return files, sorted((r.dataset_type, r.path) for r in repo.query())
+
+    before = snapshot()
+    missing = tmp_path / "nowhere.fits"
+    with pytest.raises(SkydiffError, match=r"nowhere\.fits"):
+        repo.ingest([missing])
+    corrupt = tmp_path / "corrupt.fits"
+    corrupt.write_bytes(demo_files[2].read_bytes()[:4000])
+    with pytest.raises(SkydiffError, match=r"corrupt\.fits"):
+        repo.ingest([corrupt])
+    duplicate = tmp_path / "copy.fits"
+    duplicate.write_bytes(demo_files[0].read_bytes())
+    with pytest.raises(DatasetExistsError, match=r"copy\.fits"):
+        repo.ingest([duplicate])
+    assert snapshot() == before
