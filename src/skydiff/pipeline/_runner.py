@@ -122,8 +122,10 @@ class Pipeline:
 
     def _record(self, quantum: Quantum, outcome: QuantumOutcome, summary: RunSummary) -> None:
         if outcome.status == "done":
-            for ref in outcome.written:
-                self.repo.register(ref, inputs=quantum.inputs, config=self.config.to_dict())
+            if outcome.written:  # one transaction: a quantum's outputs appear together
+                self.repo.register(
+                    list(outcome.written), inputs=quantum.inputs, config=self.config.to_dict()
+                )
             metadata_id = {"task": quantum.step, **quantum.id_dict()}
             self.repo.put("task_metadata", metadata_id, outcome.metadata, overwrite=True)
         elif outcome.status == "failed":
