@@ -172,7 +172,7 @@ def run_warp(repo, quantum: Quantum, config: PipelineConfig):
     data_id = quantum.id_dict()
     tract = repo.skymap[data_id["tract"]]
     patch = tract.patch(data_id["patch"])
-    calexps = [repo.get("calexp", ref.data_id) for ref in quantum.inputs]
+    calexps = [repo.get(ref) for ref in quantum.inputs]  # by ref: no registry query
     result = MakeWarpTask(config.make_warp).run_on_patch(calexps, tract, patch)
     if result.direct is None:
         raise NoWorkFound(f"no pixel of visit {data_id['visit']} falls on {quantum.label}")
@@ -183,7 +183,7 @@ def run_warp(repo, quantum: Quantum, config: PipelineConfig):
 
 
 def run_match_backgrounds(repo, quantum: Quantum, config: PipelineConfig):
-    handles = [repo.handle("direct_warp", ref.data_id) for ref in quantum.inputs]
+    handles = [repo.handle(ref) for ref in quantum.inputs]
     result = MatchBackgroundsTask(config.match_backgrounds).run(handles, repo.skymap)
     written = []
     for ref, warp in zip(quantum.inputs, result.matched_warps, strict=True):
@@ -192,15 +192,15 @@ def run_match_backgrounds(repo, quantum: Quantum, config: PipelineConfig):
 
 
 def run_coadd(repo, quantum: Quantum, config: PipelineConfig):
-    handles = [repo.handle(ref.dataset_type, ref.data_id) for ref in quantum.inputs]
+    handles = [repo.handle(ref) for ref in quantum.inputs]
     result = AssembleCoaddTask(config.assemble_coadd).run(handles)
     return [_write(repo, "coadd", quantum.id_dict(), result.coadd)], result.metadata.to_dict()
 
 
 def run_template(repo, quantum: Quantum, config: PipelineConfig):
-    calexp = repo.handle("calexp", _inputs(quantum, "calexp")[0].data_id)
+    calexp = repo.handle(_inputs(quantum, "calexp")[0])
     coadds = {
-        (ref.data_id["tract"], ref.data_id["patch"]): repo.handle("coadd", ref.data_id)
+        (ref.data_id["tract"], ref.data_id["patch"]): repo.handle(ref)
         for ref in _inputs(quantum, "coadd")
     }
     task = GetTemplateTask(config.get_template)
@@ -217,8 +217,8 @@ def run_subtract(repo, quantum: Quantum, config: PipelineConfig):
     templates = _inputs(quantum, "template")
     if not templates:
         raise NoWorkFound(f"no template for {quantum.label}")
-    science = repo.get("calexp", _inputs(quantum, "calexp")[0].data_id)
-    template = repo.get("template", templates[0].data_id)
+    science = repo.get(_inputs(quantum, "calexp")[0])
+    template = repo.get(templates[0])
     if config.scale_template_variance:
         # two resamplings correlate the template noise: its variance plane no longer
         # describes the pixel scatter (LSST scales the variance before subtracting too)
