@@ -78,3 +78,21 @@ def test_assign_overlap(rng):
     big.assign(small)
     np.testing.assert_array_equal(big.image[8:, 8:], small.image[:2, :2])
     assert big.image[:8].sum() == 0
+
+
+def test_fill_no_data_copies_good_pixels_only_where_empty():
+    target = MaskedImage.no_data(Box(10, 20, 6, 5))
+    target.image[0, 0], target.variance[0, 0] = 7.0, 1.0
+    first = np.zeros(target.shape, bool)
+    first[0, 0] = True
+    target.mask.clear("NO_DATA", where=first)  # one pixel already has data
+    source = MaskedImage.zeros(Box(10, 20, 4, 5))
+    source.image[...], source.variance[...] = 3.0, 2.0
+    source.mask.add_plane("STREAK")
+    source.mask.array[1, 1] = source.mask.bitmask("STREAK")
+    source.set_no_data(np.eye(5, 4, k=2, dtype=bool))  # a few missing source pixels
+    filled = target.fill_no_data(source)
+    assert filled == 4 * 5 - 1 - np.eye(5, 4, k=2, dtype=bool).sum()
+    assert target.image[0, 0] == 7.0  # earlier data wins
+    assert np.all(target.image[:, 4:] != target.image[:, 4:])  # outside the source: still NaN
+    assert target.mask.get("STREAK")[1, 1] and target.mask.get("NO_DATA")[0, 2]

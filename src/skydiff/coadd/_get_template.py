@@ -252,7 +252,7 @@ class GetTemplateTask(Task):
             coadd = handle.get(bbox=region)
             if merged is None:
                 merged = coadd.replace(masked_image=MaskedImage.no_data(needed))
-            _fill_no_data(merged.masked_image, coadd.masked_image)
+            merged.masked_image.fill_no_data(coadd.masked_image)
             if coadd.psf is not None:
                 used.append(CoaddPsfInput(coadd.psf, handle.wcs, handle.bbox, 1.0))
             log.debug("template input %s: %s", dict(data_id), region)
@@ -287,18 +287,6 @@ def _needed_region(wcs: WCS, final_bbox: Box, tract_wcs: WCS, kernel: str) -> Bo
     margin = {"bilinear": 2, "lanczos3": 4, "lanczos4": 5, "lanczos5": 6}[kernel]
     big = Box(-(10**8), -(10**8), 2 * 10**8, 2 * 10**8)
     return overlap_box(final_bbox, wcs, tract_wcs, big).grown(margin)
-
-
-def _fill_no_data(target: MaskedImage, source: MaskedImage) -> None:
-    """Copy ``source``'s good pixels into ``target`` where it is still NO_DATA."""
-    region = target[source.bbox]
-    for name in source.mask.planes:
-        region.mask.add_plane(name)
-    fill = region.mask.get("NO_DATA") & ~source.mask.get("NO_DATA", ignore_missing=True)
-    fill &= np.isfinite(source.image)
-    region.image[fill] = source.image[fill]
-    region.variance[fill] = source.variance[fill]
-    region.mask.array[fill] = source.mask.translated(region.mask.planes)[fill]
 
 
 def _combine(warps: list[MaskedImage], bbox: Box) -> MaskedImage:

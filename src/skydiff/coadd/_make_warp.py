@@ -163,7 +163,7 @@ class MakeWarpTask(Task):
             if direct is not None:
                 with self.timer("warp", metadata):
                     warped = self._warp(calibrated, wcs, overlap)
-                row["n_pixels"] = _fill(direct, warped.masked_image)
+                row["n_pixels"] = direct.fill_no_data(warped.masked_image)
                 psf_inputs.append(_psf_input(calexp))
             row["psf_matched"], row["reason"] = False, ""
             if matched is not None:
@@ -217,7 +217,7 @@ class MakeWarpTask(Task):
             return False, str(error)
         with self.timer("warp", metadata):
             warped = self._warp(result.psf_matched_exposure, wcs, overlap)
-        _fill(target, warped.masked_image)
+        target.fill_no_data(warped.masked_image)
         return True, ""
 
 
@@ -259,20 +259,6 @@ def _psf_input(calexp: Exposure) -> CoaddPsfInput:
     return CoaddPsfInput(
         calexp.psf, calexp.wcs, calexp.bbox, 1.0, _visit(calexp), _detector(calexp)
     )
-
-
-def _fill(target: MaskedImage, warped: MaskedImage) -> int:
-    """Copy ``warped``'s good pixels into ``target`` where it is still NO_DATA; how many."""
-    region = target[warped.bbox]
-    for name in warped.mask.planes:
-        region.mask.add_plane(name)
-    empty = region.mask.get("NO_DATA")
-    good = ~warped.mask.get("NO_DATA", ignore_missing=True) & np.isfinite(warped.image)
-    fill = empty & good
-    region.image[fill] = warped.image[fill]
-    region.variance[fill] = warped.variance[fill]
-    region.mask.array[fill] = warped.mask.translated(region.mask.planes)[fill]
-    return int(np.count_nonzero(fill))
 
 
 def _finished(masked: MaskedImage | None, wcs: WCS, psf, common: dict) -> Exposure | None:

@@ -15,6 +15,7 @@ from ..psf import (
     ImagePsf,
     Psf,
     local_jacobian,
+    resize_kernel,
     shift_stamps,
     transform_kernel,
 )
@@ -140,7 +141,7 @@ class WarpedModelPsf(Psf):
 
     def kernel_image(self, x: float, y: float) -> np.ndarray:
         if self.model_wcs is None or self.exposure_wcs is None:
-            return _fit_size(self.model.kernel_image(x, y), self._size)
+            return resize_kernel(self.model.kernel_image(x, y), self._size)
         jacobian, mx, my = local_jacobian(self.exposure_wcs, self.model_wcs, x, y)
         return transform_kernel(self.model.kernel_image(mx, my), jacobian, size=self._size)
 
@@ -286,8 +287,8 @@ def _psf_equations(psf: Psf, target: Psf, positions, basis, separable, half: int
     reference = np.zeros((side, n * side))
     science = np.zeros((side, n * side))
     for i, (x, y) in enumerate(positions):
-        reference[:, i * side : (i + 1) * side] = _fit_size(psf.kernel_image(x, y), side)
-        science[:, i * side : (i + 1) * side] = _fit_size(target.kernel_image(x, y), side)
+        reference[:, i * side : (i + 1) * side] = resize_kernel(psf.kernel_image(x, y), side)
+        science[:, i * side : (i + 1) * side] = resize_kernel(target.kernel_image(x, y), side)
     centers = np.array([[i * side + outer, outer] for i in range(n)])
     mosaic_bounds = (-0.5, -0.5, n * side - 0.5, side - 0.5)
     equations = stamp_equations(
@@ -325,16 +326,6 @@ def _psf_equations(psf: Psf, target: Psf, positions, basis, separable, half: int
         return worst
 
     return equations, residual
-
-
-def _fit_size(kernel: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop or zero-pad an odd kernel to ``size``."""
-    current = kernel.shape[0]
-    if current >= size:
-        start = (current - size) // 2
-        return kernel[start : start + size, start : start + size]
-    pad = (size - current) // 2
-    return np.pad(kernel, pad)
 
 
 def _target_size(model: Psf, exposure: Exposure, model_wcs: WCS | None) -> int:

@@ -133,6 +133,22 @@ class MaskedImage:
             self.image.copy(), self.mask.copy(), self.variance.copy(), bbox=self.bbox
         )
 
+    def fill_no_data(self, other: MaskedImage) -> int:
+        """Copy ``other``'s good pixels where this image is still NO_DATA (in place).
+
+        Used to merge overlapping pieces (detectors of a warp, patches of a
+        tract): earlier data wins. Returns how many pixels were filled.
+        """
+        region = self[other.bbox]
+        for name in other.mask.planes:
+            region.mask.add_plane(name)
+        fill = region.mask.get("NO_DATA") & ~other.mask.get("NO_DATA", ignore_missing=True)
+        fill &= np.isfinite(other.image)
+        region.image[fill] = other.image[fill]
+        region.variance[fill] = other.variance[fill]
+        region.mask.array[fill] = other.mask.translated(region.mask.planes)[fill]
+        return int(np.count_nonzero(fill))
+
     def assign(self, other: MaskedImage) -> None:
         """Copy ``other``'s pixels into the overlapping part of this image."""
         overlap = self.bbox.intersection(other.bbox)

@@ -4,7 +4,7 @@ from ._analytic import DoubleGaussianPsf, GaussianPsf, MoffatPsf
 from ._base import PSF_REGISTRY, SIGMA_TO_FWHM, Psf, odd_size_for
 from ._coadd import CoaddPsf, CoaddPsfInput, local_jacobian
 from ._image import ImagePsf, PixelBasisPsf
-from ._stamps import psf_stamps, shift_stamps
+from ._stamps import psf_stamps, resize_kernel, shift_stamps
 from ._transform import transform_kernel
 from ._varying import VaryingAnalyticPsf
 
@@ -23,6 +23,7 @@ __all__ = [
     "local_jacobian",
     "odd_size_for",
     "psf_stamps",
+    "resize_kernel",
     "shift_stamps",
     "transform_kernel",
 ]

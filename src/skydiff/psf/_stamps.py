@@ -9,7 +9,7 @@ from scipy import fft
 
 from ._base import Psf
 
-__all__ = ["psf_stamps", "shift_stamps"]
+__all__ = ["psf_stamps", "resize_kernel", "shift_stamps"]
 
 
 def shift_stamps(stamps: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -33,7 +33,7 @@ def shift_stamps(stamps: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarr
     return shifted[:, pad : pad + ny, pad : pad + nx]
 
 
-def _resized(kernel: np.ndarray, size: int) -> np.ndarray:
+def resize_kernel(kernel: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop or zero-pad an odd kernel to ``size``."""
     current = kernel.shape[0]
     if current >= size:
@@ -68,7 +68,7 @@ def psf_stamps(
     if x.size == 0:
         return np.zeros((0, size, size))
     gx, gy = _grid(x, grid_spacing), _grid(y, grid_spacing)
-    kernels = np.array([[_resized(psf.kernel_image(a, b), size) for a in gx] for b in gy])
+    kernels = np.array([[resize_kernel(psf.kernel_image(a, b), size) for a in gx] for b in gy])
     ix, wx = _quadratic_weights(gx, x)
     iy, wy = _quadratic_weights(gy, y)
     weights = (wy[:, :, None] * wx[:, None, :]).reshape(x.size, 9)
