@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def _background_subtracted(paths, directory: Path) -> list[Path]:
 def _run_pipeline(args: argparse.Namespace, survey, paths) -> int:
     from ..pipeline import Pipeline, PipelineConfig, Repository, make_executor
     from ..pipeline._demo import score_transients, write_figures
+    from ..pipeline._steps import visit_roles
     from ..skymap import DiscreteSkyMap, SkyMapConfig
 
     start = time.perf_counter()
@@ -121,17 +123,18 @@ def _run_pipeline(args: argparse.Namespace, survey, paths) -> int:
         f"\nRepository {repo_root}: {len(repo.query('calexp'))} calexps ingested "
         f"in {time.perf_counter() - start:.1f} s."
     )
-    visits = sorted(survey.truth.visits)
-    half = max(1, len(visits) // 2)
     pipeline_config = PipelineConfig(
-        steps=("warp", "match_backgrounds", "coadd", "template", "subtract"),
-        template_visits=tuple(visits[:half]),
-        science_visits=tuple(visits[half:]),
+        steps=("warp", "match_backgrounds", "coadd", "template", "subtract")
+    )
+    roles = visit_roles(repo, pipeline_config, {})
+    print(
+        f"Template visits (best seeing): {sorted(roles.template)}; "
+        f"science visits: {sorted(roles.science)}."
     )
     with make_executor(args.executor) as executor:
         summary = Pipeline(repo, pipeline_config).run(executor=executor)
     print(summary.table())
-    score = score_transients(repo, survey.truth, visits[half:], visits[:half])
+    score = score_transients(repo, survey.truth, sorted(roles.science), sorted(roles.template))
     print("\nTransients in the science visits (expected S/N from the difference noise):")
     print(score.recovery())
     n_found = int(sum(score.candidates["recovered"]))
@@ -139,6 +142,24 @@ def _run_pipeline(args: argparse.Namespace, survey, paths) -> int:
         f"Recovered {n_found} of {len(score.candidates)} transient epochs; {score.n_dia} DIA "
         f"sources, {score.n_clean} without pixel flags, of which {score.n_false} match no "
         "transient or variable star."
+    )
+    report = {
+        "template_visits": sorted(roles.template),
+        "science_visits": sorted(roles.science),
+        "score": score.to_dict(),
+        "steps": {
+            step: {
+                "seconds": seconds,
+                **{s: summary.count(s, step) for s in ("done", "skipped", "no_work", "failed")},
+            }
+            for step, seconds in summary.step_seconds.items()
+        },
+    }
+    report_path = args.output / "demo_summary.json"
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"{score.n_false / max(score.n_differences, 1):.2f} false detections per detector "
+        f"per visit; summary in {report_path}."
     )
     try:
         figures = write_figures(repo, score, args.output / "figures")

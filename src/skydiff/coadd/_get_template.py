@@ -60,7 +60,7 @@ class GetTemplateConfig(Config):
         "[highVarianceThreshold].",
     )
     high_variance_bin: int = config_field(
-        8, doc="Side (pixels) of the bins in which the variance is averaged for that test."
+        16, doc="Side (pixels) of the bins whose median variance is compared in that test."
     )
     min_good_fraction: float = config_field(
         0.0, doc="Raise NoWorkFound when fewer template pixels than this fraction have data."
@@ -187,6 +187,7 @@ class GetTemplateTask(Task):
                     final_bbox,
                     kernel=self.config.warper.kernel,
                     interp_length=self.config.warper.interp_length,
+                    grow_planes=self.config.warper.grow_mask_planes,
                 )
             if np.isfinite(warped.image).any():
                 warps.append(warped.masked_image)
@@ -261,16 +262,18 @@ class GetTemplateTask(Task):
     def check_high_variance(self, template: MaskedImage) -> None:
         """Set HIGH_VARIANCE where the local variance exceeds a multiple of its median.
 
-        The variance is averaged in ``high_variance_bin``-pixel bins (good
-        pixels only) and compared with the median over the bins, so isolated
-        noisy pixels do not count. Modifies ``template`` in place (LSST
-        ``checkHighVariance``).
+        The statistic of each ``high_variance_bin``-pixel bin (good pixels
+        only) is the median, compared with the median over the bins: a
+        shallow region (few coadd inputs) covers whole bins and is flagged,
+        while a star core -- high variance from its own photon noise, a few
+        pixels of a bin -- is not, so bright stars stay usable as kernel
+        stamps. Modifies ``template`` in place (LSST ``checkHighVariance``).
         """
         good = ~template.mask.get("NO_DATA") & np.isfinite(template.variance)
         if not good.any():
             return
         size = self.config.high_variance_bin
-        binned = bin_image(template.variance, bin_size=size, good=good, statistic="mean").values
+        binned = bin_image(template.variance, bin_size=size, good=good, statistic="median").values
         finite = np.isfinite(binned)
         high = np.zeros(binned.shape, bool)
         high[finite] = binned[finite] > self.config.high_variance_threshold * np.median(

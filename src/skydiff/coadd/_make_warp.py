@@ -35,6 +35,13 @@ class WarperConfig(Config):
     interp_length: int = config_field(
         10, doc="Exact pixel transform every this many pixels, interpolated between [interpLength]."
     )
+    grow_mask_planes: tuple[str, ...] = config_field(
+        ("EDGE", "BAD", "SAT", "CR"),
+        doc="Mask planes grown over the whole kernel footprint [growFullMask]. LSST grows "
+        "only NO_DATA because its calexps are interpolated under defects; here BAD, SAT and "
+        "CR pixels may hold raw values, and growing them masks every pixel their value "
+        "reaches through the kernel's side lobes, so no ringing enters a coadd unmasked.",
+    )
 
     def validate(self) -> None:
         self.check(
@@ -43,6 +50,11 @@ class WarperConfig(Config):
             "must be bilinear, lanczos3, lanczos4 or lanczos5",
         )
         self.check(self.interp_length >= 1, "interp_length", "must be >= 1")
+        self.check(
+            all(isinstance(p, str) and p for p in self.grow_mask_planes),
+            "grow_mask_planes",
+            "must be mask plane names",
+        )
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,14 @@ class MakeWarpTask(Task):
 
     def _warp(self, exposure: Exposure, wcs: WCS, bbox: Box) -> Exposure:
         w = self.config.warper
-        return warp_exposure(exposure, wcs, bbox, kernel=w.kernel, interp_length=w.interp_length)
+        return warp_exposure(
+            exposure,
+            wcs,
+            bbox,
+            kernel=w.kernel,
+            interp_length=w.interp_length,
+            grow_planes=w.grow_mask_planes,
+        )
 
     def _add_matched(self, target, calibrated, model, wcs, overlap, metadata: TaskMetadata):
         """PSF-match, warp and merge one calexp; (included, reason)."""

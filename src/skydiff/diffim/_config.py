@@ -46,7 +46,7 @@ class KernelConfig(Config):
         2, doc="Chebyshev order of the differential background [spatialBgOrder]."
     )
     constant_weighting: bool = config_field(
-        True,
+        False,
         doc="Weight stamp pixels equally rather than by inverse variance "
         "[constantVarianceWeighting].",
     )
@@ -133,6 +133,12 @@ class AlardLuptonSubtractConfig(Config):
     )
     decorrelation_cells: int = config_field(
         4, doc="Cells per axis of the spatially varying decorrelation."
+    )
+    decorrelation_excluded_planes: tuple[str, ...] = config_field(
+        ("NO_DATA", "BAD", "SAT", "SAT_TEMPLATE", "CR"),
+        doc="Difference pixels with these planes enter the decorrelation as zeros, so that "
+        "the raw values of defects and saturated cores are not spread into good pixels "
+        "(their own output is the filtered neighbourhood; their mask is kept).",
     )
     max_footprint_ratio_mean: float = config_field(
         0.1,

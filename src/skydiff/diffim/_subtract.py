@@ -385,6 +385,14 @@ class AlardLuptonSubtractTask(Task):
     ):
         """Decorrelated image and variance, and the decorrelation kernel at the centre."""
         x, y = difference.bbox.center
+        excluded = difference.mask.bitmask(
+            self.config.decorrelation_excluded_planes, ignore_missing=True
+        )
+        image = difference.image
+        hit = np.bitwise_and(difference.mask.array, excluded) != 0 if excluded else None
+        if hit is not None and hit.any():
+            image = image.copy()
+            image[hit] = 0.0
         central = compute_decorrelation(
             kernel.kernel_image(x, y), science_variance, template_variance, mode=mode
         )
@@ -394,7 +402,7 @@ class AlardLuptonSubtractTask(Task):
             x0, y0 = difference.bbox.x0, difference.bbox.y0
             cells = self.config.decorrelation_cells
             out = decorrelate_spatially(
-                difference.image,
+                image,
                 difference.variance,
                 lambda a, b: kernel.kernel_image(a + x0, b + y0),
                 science_variance,
@@ -404,7 +412,7 @@ class AlardLuptonSubtractTask(Task):
             )
         else:
             out = decorrelate(
-                difference.image,
+                image,
                 difference.variance,
                 central.kernel,
                 variance_ratio=central.variance_ratio,

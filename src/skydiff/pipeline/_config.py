@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..characterize import ScaleVarianceConfig
 from ..coadd import (
@@ -25,8 +26,13 @@ class PipelineConfig(Config):
     """What ``skydiff run`` does.
 
     Template visits make the warps and coadds; science visits are differenced
-    against templates cut from those coadds. With neither list given, visits
-    are ordered by time and the earlier half (at least one) are templates.
+    against templates cut from those coadds. With neither list given,
+    ``template_selection`` decides: ``best_seeing`` (default; LSST's
+    ``BestSeeingQuantileSelectVisitsTask``) takes the ``template_fraction``
+    of visits with the narrowest PSFs, so that the template is sharper than
+    the science and convolving it matches them; ``earliest`` takes the
+    earliest visits instead. Either way at least one visit is a template
+    and, with two or more visits, at least one is differenced.
     """
 
     steps: tuple[str, ...] = config_field(
@@ -35,6 +41,14 @@ class PipelineConfig(Config):
     )
     template_visits: tuple[int, ...] = config_field((), doc="Visits that build the coadds.")
     science_visits: tuple[int, ...] = config_field((), doc="Visits to difference.")
+    template_selection: Literal["best_seeing", "earliest"] = config_field(
+        "best_seeing",
+        doc="How template visits are chosen when neither list is given: narrowest PSF "
+        "(median FWHM in arcsec over the visit's detectors) or earliest MJD.",
+    )
+    template_fraction: float = config_field(
+        0.5, doc="Fraction of the visits chosen as templates when neither list is given."
+    )
     make_warp: MakeWarpConfig = config_field(doc="MakeWarpTask.", factory=MakeWarpConfig)
     match_backgrounds: MatchBackgroundsConfig = config_field(
         doc="MatchBackgroundsTask.", factory=MatchBackgroundsConfig
@@ -68,5 +82,11 @@ class PipelineConfig(Config):
     def validate(self) -> None:
         unknown = sorted(set(self.steps) - set(STEPS))
         self.check(not unknown, "steps", f"has unknown steps {unknown}; known: {list(STEPS)}")
+        self.check(
+            self.template_selection in ("best_seeing", "earliest"),
+            "template_selection",
+            "must be best_seeing or earliest",
+        )
+        self.check(0 < self.template_fraction < 1, "template_fraction", "must be in (0, 1)")
         both = sorted(set(self.template_visits) & set(self.science_visits))
         self.check(not both, "science_visits", f"share visits {both} with template_visits")

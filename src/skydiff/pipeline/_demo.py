@@ -45,12 +45,44 @@ class DemoScore:
         All DIA sources.
     n_clean : int
         DIA sources without pixel flags (edge, no data, bad, saturated, ...).
+    n_differences : int
+        Difference images scored (detector-visits).
     """
 
     candidates: Table
     n_false: int
     n_dia: int
     n_clean: int = 0
+    n_differences: int = 0
+
+    def recovered_fraction(self, min_snr: float) -> float:
+        """Fraction of the transient epochs with expected S/N >= ``min_snr`` recovered."""
+        snr = np.asarray(self.candidates["expected_snr"], float)
+        found = np.asarray(self.candidates["recovered"], bool)[snr >= min_snr]
+        return float(found.mean()) if found.size else float("nan")
+
+    def to_dict(self) -> dict:
+        """The figures of the score as plain numbers (for JSON)."""
+        recovery = self.recovery()
+        return {
+            "n_differences": self.n_differences,
+            "n_dia_sources": self.n_dia,
+            "n_unflagged": self.n_clean,
+            "n_false": self.n_false,
+            "false_per_difference": self.n_false / max(self.n_differences, 1),
+            "n_transient_epochs": len(self.candidates),
+            "n_recovered": int(np.sum(self.candidates["recovered"])),
+            "recovered_fraction_snr_above_10": _finite_or_none(self.recovered_fraction(10.0)),
+            "recovery": [
+                {
+                    "snr_min": float(row["snr_min"]),
+                    "snr_max": _finite_or_none(row["snr_max"]),
+                    "n": int(row["n"]),
+                    "recovered_fraction": _finite_or_none(row["recovered_fraction"]),
+                }
+                for row in recovery
+            ],
+        }
 
     def recovery(self) -> Table:
         """Recovered fraction in bins of expected S/N."""
@@ -62,6 +94,12 @@ class DemoScore:
             n = int(inside.sum())
             rows.append((lo, hi, n, float(found[inside].mean()) if n else np.nan))
         return Table(rows=rows, names=("snr_min", "snr_max", "n", "recovered_fraction"))
+
+
+def _finite_or_none(value) -> float | None:
+    """``value`` as a float, or None when it is NaN or infinite (strict JSON has neither)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _expected_snr(difference, x: float, y: float, flux: float) -> float:
@@ -84,11 +122,12 @@ def score_transients(repo, truth, science_visits, template_visits, *, radius: fl
     transients = truth.transients
     t_coord = SkyCoord(transients["ra"], transients["dec"], unit="deg")
     v_coord = SkyCoord(truth.variables["ra"], truth.variables["dec"], unit="deg")
-    rows, n_false, n_dia, n_clean = [], 0, 0, 0
+    rows, n_false, n_dia, n_clean, n_differences = [], 0, 0, 0, 0
     for ref in repo.query("difference"):
         visit, detector = ref.data_id["visit"], ref.data_id["detector"]
         if visit not in science_visits:
             continue
+        n_differences += 1
         difference = repo.get("difference", ref.data_id)
         dia = repo.get("dia_sources", ref.data_id)
         n_dia += len(dia)
@@ -131,7 +170,7 @@ def score_transients(repo, truth, science_visits, template_visits, *, radius: fl
         "measured_flux",
     )
     candidates = Table(rows=rows, names=names) if rows else Table(names=names)
-    return DemoScore(candidates, n_false, n_dia, n_clean)
+    return DemoScore(candidates, n_false, n_dia, n_clean, n_differences)
 
 
 def _flagged(dia: Table) -> np.ndarray:

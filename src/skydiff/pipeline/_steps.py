@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
 from ..characterize import ScaleVarianceTask
 from ..coadd import (
     AssembleCoaddTask,
@@ -43,13 +45,35 @@ def visit_roles(repo, config: PipelineConfig, where: dict[str, Any]) -> Roles:
     template = set(config.template_visits) & set(visits)
     science = set(config.science_visits) & set(visits)
     if not config.template_visits and not config.science_visits:
-        half = max(1, len(visits) // 2)
-        template, science = set(visits[:half]), set(visits[half:])
+        if config.template_selection == "best_seeing":
+            seeing = _visit_seeing(repo, records)
+            visits = sorted(visits, key=lambda v: (seeing[v], mjd[v], v))
+        n = round(config.template_fraction * len(visits))
+        n = max(1, min(n, len(visits) - 1)) if len(visits) > 1 else len(visits)
+        template, science = set(visits[:n]), set(visits[n:])
     elif not config.template_visits:
         template = set(visits) - science
     elif not config.science_visits:
         science = set(visits) - template
     return Roles(template, science, bands)
+
+
+def _visit_seeing(repo, records: list[dict[str, Any]]) -> dict[int, float]:
+    """Median PSF FWHM (arcsec) at the detector centres of each visit; inf without a PSF.
+
+    Reads only each calexp's header and PSF, not its pixels.
+    """
+    per_visit: dict[int, list[float]] = defaultdict(list)
+    for record in records:
+        handle = repo.handle("calexp", {k: record[k] for k in ("instrument", "visit", "detector")})
+        psf, wcs = handle.psf, handle.wcs
+        if psf is None or wcs is None:
+            per_visit[record["visit"]].append(np.inf)
+            continue
+        x, y = handle.bbox.center
+        scale = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
+        per_visit[record["visit"]].append(psf.fwhm(x, y) * scale)
+    return {visit: float(np.median(values)) for visit, values in per_visit.items()}
 
 
 def _key(data_id: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
