@@ -376,3 +376,31 @@ def test_full_detector_speed(rng):
     elapsed = time.perf_counter() - start
     assert out.image.dtype == np.float32
     assert elapsed < 3.0  # ~0.3 s measured on two cores
+
+
+def test_defect_values_are_not_spread_by_the_task_decorrelation():
+    """A raw BAD column in the science (-5000 counts, noise 5) enters the decorrelation as
+    zeros: the unmasked columns beside it keep a mean consistent with zero. Spreading
+    it instead (nothing excluded) leaves a ridge of several sigma."""
+    from skydiff.diffim import AlardLuptonSubtractConfig, AlardLuptonSubtractTask
+    from skydiff.testing import make_test_pair
+
+    pair = make_test_pair(science_fwhm=4.5, template_fwhm=3.0, n_stars=80, seed=8)
+    masked = pair.science.masked_image.copy()
+    column = 256
+    masked.image[:, column] = -5000.0
+    masked.mask.array[:, column] |= masked.mask.bitmask(("BAD",))
+    science = pair.science.replace(masked_image=masked)
+
+    def neighbour_means(config: AlardLuptonSubtractConfig) -> np.ndarray:
+        difference = AlardLuptonSubtractTask(config).run(pair.template, science).difference
+        rows = slice(MARGIN, SIZE - MARGIN)
+        sides = [column + d for d in (-6, -4, -3, -2, -1, 1, 2, 3, 4, 6)]
+        near = difference.image[rows][:, sides]
+        assert (difference.mask.array[rows][:, sides] & masked.mask.bitmask(("BAD",))).sum() == 0
+        noise = np.sqrt(np.median(difference.variance[rows][:, sides]))
+        return np.mean(near, axis=0) / (noise / np.sqrt(near.shape[0]))
+
+    assert np.all(np.abs(neighbour_means(AlardLuptonSubtractConfig())) < 5.0)
+    spread = AlardLuptonSubtractConfig(decorrelation_excluded_planes=())
+    assert np.abs(neighbour_means(spread)).max() > 10.0

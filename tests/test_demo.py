@@ -22,6 +22,8 @@ def test_demo_recovers_transients_with_few_false_detections(tmp_path, capsys):
     assert len(report["template_visits"]) == 3 and len(report["science_visits"]) == 3
     assert score["n_differences"] == 12
     assert all(step["failed"] == 0 for step in report["steps"].values())
+    assert report["steps"]["sky_frame"]["done"] == 4  # one sky frame per detector
+    assert report["steps"]["sky_correction"]["done"] == 6  # one per visit
     bright = [row for row in score["recovery"] if row["snr_min"] >= 10 and row["n"]]
     # enough bright epochs for the fraction to mean something
     assert sum(row["n"] for row in bright) >= 5

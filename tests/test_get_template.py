@@ -199,6 +199,27 @@ def test_high_variance_marks_a_region_with_ten_times_the_variance(skymap):
     assert flagged.sum() < 2 * 45 * 45 and not flagged[:40, :40].any()
 
 
+def test_high_variance_leaves_star_cores_alone(skymap):
+    """A bright star's core has a high variance of its own photon noise (here 100x the sky
+    at the peak, FWHM ~5 px); it is not a shallow template region and stays unflagged, so
+    bright stars remain usable as kernel stamps."""
+    rng = np.random.default_rng(9)
+    tract = skymap[0]
+    handles = all_coadds(skymap, rng)
+    for handle in handles.values():
+        exposure = handle.exposure
+        y, x = np.mgrid[
+            exposure.bbox.y0 : exposure.bbox.y_end, exposure.bbox.x0 : exposure.bbox.x_end
+        ]
+        core = np.exp(-((x - 160.0) ** 2 + (y - 160.0) ** 2) / (2 * 2.1**2))
+        exposure.variance[...] *= 1.0 + 100.0 * core
+    ra, dec = tract.pixel_to_sky(np.array([160.0]), np.array([160.0]))
+    wcs = science_wcs(angle=0.0, ra=float(ra[0]), dec=float(dec[0]))
+    _, template = run_template(GetTemplateTask(), handles, skymap, Box(0, 0, 200, 200), wcs)
+    assert np.nanmax(template.variance) > 50 * np.nanmedian(template.variance)
+    assert not template.mask.get("HIGH_VARIANCE").any()
+
+
 # -- command line ------------------------------------------------------------------------------
 
 

@@ -334,3 +334,30 @@ def test_cli_warps_a_visit_onto_a_patch_and_an_image_onto_a_grid(tmp_path, capsy
     # bad requests are refused with the reason
     assert main(["warp", calexps[0], "-o", str(tmp_path / "x.fits")]) == 1
     assert "--skymap" in capsys.readouterr().err
+
+
+def test_defect_values_do_not_ring_into_unmasked_warp_pixels(visit):
+    """A BAD column holding a raw value (here -1000 on an empty image) spreads through the
+    Lanczos kernel's side lobes; growing BAD over the whole kernel footprint masks every
+    pixel it reaches, so the coadd (which drops BAD) never sees the ringing. With LSST's
+    default (only EDGE grown: its calexps are interpolated under defects) it leaks."""
+    sims, tract, patch, _ = visit
+    exposure = sims[0].exposure
+    masked = exposure.masked_image.copy()
+    masked.image[...] = 0.0
+    masked.mask.array[...] = 0
+    column = 200 - exposure.bbox.x0
+    masked.image[:, column] = -1000.0
+    masked.mask.array[:, column] = masked.mask.bitmask(("BAD",))
+    damaged = exposure.replace(masked_image=masked)
+
+    def unmasked_extreme(config: MakeWarpConfig) -> float:
+        warp = MakeWarpTask(config).run_on_patch([damaged], tract, patch).direct
+        bad = warp.mask.bitmask(("BAD", "EDGE", "NO_DATA"))
+        clean = (warp.mask.array & bad) == 0
+        assert clean.sum() > 1000 and (~clean & ~warp.mask.get("NO_DATA")).any()
+        return float(np.abs(warp.image[clean]).max())
+
+    assert unmasked_extreme(MakeWarpConfig()) < 1e-3
+    lsst_default = MakeWarpConfig().with_values({"warper": {"grow_mask_planes": ("EDGE",)}})
+    assert unmasked_extreme(lsst_default) > 10.0

@@ -16,9 +16,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="simulate a small survey, run the pipeline on it and score it against the truth",
         description="Simulate a survey of a 2x2-detector camera (transients, variables, "
         "saturated stars, a varying PSF), write the calibrated exposures and truth, create a "
-        "repository, ingest them, run warps, coadds, templates, subtraction and DIA "
-        "detection, and report how many injected transients were recovered, the false "
-        "detections and the time of each step, with PNG figures.",
+        "repository, ingest them, run sky frames, sky correction, warps, background "
+        "matching, coadds, templates, subtraction and DIA detection, and report how many "
+        "injected transients were recovered, the false detections and the time of each "
+        "step, with PNG figures and a JSON summary.",
     )
     parser.add_argument(
         "-o",
@@ -85,21 +86,8 @@ def run(args: argparse.Namespace) -> int:
     return _run_pipeline(args, survey, paths)
 
 
-def _background_subtracted(paths, directory: Path) -> list[Path]:
-    """Each simulated calexp with its sky subtracted (LSST calexps are), written anew."""
-    from ..background import SubtractBackgroundTask
-    from ..io import read_exposure, write_exposure
-
-    directory.mkdir(parents=True, exist_ok=True)
-    task, written = SubtractBackgroundTask(), []
-    for path in sorted(p for p in paths if p.suffix == ".fits"):
-        exposure = task.run(read_exposure(path)).exposure
-        written.append(write_exposure(exposure, directory / path.name, overwrite=True))
-    return written
-
-
 def _run_pipeline(args: argparse.Namespace, survey, paths) -> int:
-    from ..pipeline import Pipeline, PipelineConfig, Repository, make_executor
+    from ..pipeline import STEPS, Pipeline, PipelineConfig, Repository, make_executor
     from ..pipeline._demo import score_transients, write_figures
     from ..pipeline._steps import visit_roles
     from ..skymap import DiscreteSkyMap, SkyMapConfig
@@ -118,14 +106,14 @@ def _run_pipeline(args: argparse.Namespace, survey, paths) -> int:
 
         shutil.rmtree(repo_root)
     repo = Repository.create(repo_root, skymap=skymap)
-    repo.ingest(_background_subtracted(paths, args.output / "calexp_bgsub"), characterize=False)
+    # the calexps keep their sky: the pipeline's sky_frame and sky_correction steps model it
+    # (LSST SkyCorrectionTask), and warps and science images are corrected with that model
+    repo.ingest(sorted(p for p in paths if p.suffix == ".fits"), characterize=False)
     print(
         f"\nRepository {repo_root}: {len(repo.query('calexp'))} calexps ingested "
         f"in {time.perf_counter() - start:.1f} s."
     )
-    pipeline_config = PipelineConfig(
-        steps=("warp", "match_backgrounds", "coadd", "template", "subtract")
-    )
+    pipeline_config = PipelineConfig(steps=STEPS)
     roles = visit_roles(repo, pipeline_config, {})
     print(
         f"Template visits (best seeing): {sorted(roles.template)}; "

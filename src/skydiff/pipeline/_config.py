@@ -13,12 +13,21 @@ from ..coadd import (
     MatchBackgroundsConfig,
 )
 from ..diffim import AlardLuptonSubtractConfig, DetectAndMeasureConfig
+from ..skyframe import SkyCorrectionConfig, SkyFrameBuilderConfig
 from ..task import Config, config_field
 
 __all__ = ["STEPS", "PipelineConfig"]
 
 #: Pipeline steps in execution order.
-STEPS = ("warp", "match_backgrounds", "coadd", "template", "subtract")
+STEPS = (
+    "sky_frame",
+    "sky_correction",
+    "warp",
+    "match_backgrounds",
+    "coadd",
+    "template",
+    "subtract",
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,18 @@ class PipelineConfig(Config):
         "(median FWHM in arcsec over the visit's detectors) or earliest MJD.",
     )
     template_fraction: float = config_field(
-        0.5, doc="Fraction of the visits chosen as templates when neither list is given."
+        0.5,
+        doc="Fraction of the visits chosen as templates (rounded down, at least one) when "
+        "neither list is given.",
+    )
+    sky_frame: SkyFrameBuilderConfig = config_field(
+        doc="SkyFrameBuilderTask (sky_frame step: one frame per detector from every visit).",
+        factory=lambda: SkyFrameBuilderConfig(min_inputs=3),
+    )
+    sky_correction: SkyCorrectionConfig = config_field(
+        doc="SkyCorrectionTask (sky_correction step: per visit; its corrections are applied "
+        "to the calexps before warping and before subtraction).",
+        factory=SkyCorrectionConfig,
     )
     make_warp: MakeWarpConfig = config_field(doc="MakeWarpTask.", factory=MakeWarpConfig)
     match_backgrounds: MatchBackgroundsConfig = config_field(

@@ -6,6 +6,7 @@ workers, read their inputs, run one task and write (not register) outputs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -19,7 +20,8 @@ from ..coadd import (
     MatchBackgroundsTask,
 )
 from ..diffim import AlardLuptonSubtractTask, DetectAndMeasureTask
-from ..errors import NoWorkFound
+from ..errors import InvalidExposureError, InvalidParameterError, NoWorkFound
+from ..skyframe import SkyCorrectionTask, SkyFrameBuilderTask
 from ._config import PipelineConfig
 from ._quantum import Quantum
 
@@ -48,7 +50,7 @@ def visit_roles(repo, config: PipelineConfig, where: dict[str, Any]) -> Roles:
         if config.template_selection == "best_seeing":
             seeing = _visit_seeing(repo, records)
             visits = sorted(visits, key=lambda v: (seeing[v], mjd[v], v))
-        n = round(config.template_fraction * len(visits))
+        n = int(config.template_fraction * len(visits) + 1e-9)  # 1/3 of 6 is 2
         n = max(1, min(n, len(visits) - 1)) if len(visits) > 1 else len(visits)
         template, science = set(visits[:n]), set(visits[n:])
     elif not config.template_visits:
@@ -83,6 +85,60 @@ def _key(data_id: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 # -- builders (driver) -------------------------------------------------------------------------
 
 
+def _with_backgrounds(repo, refs: list) -> list:
+    """``refs`` followed by the ``calexp_background`` of each calexp that has one."""
+    return [*refs, *(b for r in refs for b in repo.query("calexp_background", **r.data_id))]
+
+
+def build_sky_frame(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    """One quantum per detector: its sky frame from the calexps of every visit."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for ref in repo.query("calexp"):
+        if ref.data_id["visit"] in roles.template | roles.science:
+            groups[(ref.data_id["instrument"], ref.data_id["detector"])].append(ref)
+    quanta = []
+    for (instrument, detector), refs in sorted(groups.items()):
+        data_id = _key({"instrument": instrument, "detector": detector})
+        inputs = tuple(_with_backgrounds(repo, refs))
+        quanta.append(Quantum("sky_frame", data_id, inputs, (("sky_frame", data_id),)))
+    return quanta
+
+
+def build_sky_correction(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
+    """One quantum per visit: all its calexps and their detectors' sky frames."""
+    groups: dict[int, list] = defaultdict(list)
+    for ref in repo.query("calexp"):
+        if ref.data_id["visit"] in roles.template | roles.science:
+            groups[ref.data_id["visit"]].append(ref)
+    quanta = []
+    for visit, refs in sorted(groups.items()):
+        frames = [
+            frame
+            for ref in refs
+            for frame in repo.query(
+                "sky_frame", instrument=ref.data_id["instrument"], detector=ref.data_id["detector"]
+            )
+        ]
+        outputs = tuple(
+            ("sky_correction", _key({"visit": visit, "detector": ref.data_id["detector"]}))
+            for ref in refs
+        )
+        inputs = (*_with_backgrounds(repo, refs), *frames)
+        quanta.append(Quantum("sky_correction", _key({"visit": visit}), inputs, outputs))
+    return quanta
+
+
+def _sky_corrections(repo, config: PipelineConfig, visit: int, detectors) -> list:
+    """The sky corrections of ``detectors`` of ``visit`` when the pipeline makes them."""
+    if "sky_correction" not in config.steps:
+        return []
+    return [
+        ref
+        for detector in sorted(set(detectors))
+        for ref in repo.query("sky_correction", visit=visit, detector=detector)
+    ]
+
+
 def build_warp(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
     groups: dict[tuple, list] = defaultdict(list)
     for ref in repo.query("calexp"):
@@ -97,7 +153,8 @@ def build_warp(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
         outputs = [("direct_warp", _key(data_id))]
         if config.make_warp.make_psf_matched:
             outputs.append(("psf_matched_warp", _key(data_id)))
-        quanta.append(Quantum("warp", _key(data_id), tuple(refs), tuple(outputs)))
+        corrections = _sky_corrections(repo, config, visit, [r.data_id["detector"] for r in refs])
+        quanta.append(Quantum("warp", _key(data_id), (*refs, *corrections), tuple(outputs)))
     return quanta
 
 
@@ -160,14 +217,17 @@ def build_subtract(repo, config: PipelineConfig, roles: Roles) -> list[Quantum]:
             continue
         data_id = {"visit": visit, "detector": detector}
         templates = repo.query("template", visit=visit, detector=detector)
+        corrections = _sky_corrections(repo, config, visit, [detector])
         outputs = tuple(
             (name, _key(data_id)) for name in ("difference", "matched_template", "dia_sources")
         )
-        quanta.append(Quantum("subtract", _key(data_id), (ref, *templates), outputs))
+        quanta.append(Quantum("subtract", _key(data_id), (ref, *templates, *corrections), outputs))
     return quanta
 
 
 STEP_BUILDERS = {
+    "sky_frame": build_sky_frame,
+    "sky_correction": build_sky_correction,
     "warp": build_warp,
     "match_backgrounds": build_match_backgrounds,
     "coadd": build_coadd,
@@ -192,12 +252,106 @@ def _inputs(quantum: Quantum, dataset_type: str) -> list:
     return [ref for ref in quantum.inputs if ref.dataset_type == dataset_type]
 
 
+def _backgrounds(repo, quantum: Quantum, refs: list) -> list | None:
+    """The ``calexp_background`` of each calexp in ``refs`` (None where absent), or None."""
+    found = {_key(b.data_id): b for b in _inputs(quantum, "calexp_background")}
+    if not found:
+        return None
+    return [repo.get(found[_key(r.data_id)]) if _key(r.data_id) in found else None for r in refs]
+
+
+def run_sky_frame(repo, quantum: Quantum, config: PipelineConfig):
+    refs = _inputs(quantum, "calexp")
+    if len(refs) < config.sky_frame.min_inputs:
+        raise NoWorkFound(
+            f"{quantum.label}: {len(refs)} calexps, fewer than sky_frame.min_inputs "
+            f"({config.sky_frame.min_inputs})"
+        )
+    exposures = [repo.get(ref) for ref in refs]
+    try:
+        result = SkyFrameBuilderTask(config.sky_frame).run(
+            exposures, backgrounds=_backgrounds(repo, quantum, refs)
+        )
+    except InvalidParameterError as error:
+        if "levels" not in str(error):
+            raise
+        raise InvalidParameterError(
+            f"{quantum.label}: a calexp has no positive sky level ({error}); sky frames are "
+            "built from calexps that keep their sky, or whose subtracted background is in "
+            "the repository (calexp_background)"
+        ) from error
+    written = [_write(repo, "sky_frame", quantum.id_dict(), result.exposure)]
+    return written, result.metadata.to_dict()
+
+
+def _focal_plane_origin(ref, calexp) -> tuple[float, float]:
+    """Where the calexp's parent pixel (0, 0) sits on the focal plane (FPX0/FPY0 keywords)."""
+    meta = calexp.metadata
+    if "FPX0" not in meta or "FPY0" not in meta:
+        raise InvalidExposureError(
+            f"calexp {ref.path} has no FPX0/FPY0 header keywords (focal-plane pixel position "
+            "of its parent pixel 0,0): sky correction fits the background across the focal "
+            "plane and needs every detector's place on it"
+        )
+    return float(meta["FPX0"]), float(meta["FPY0"])
+
+
+def run_sky_correction(repo, quantum: Quantum, config: PipelineConfig):
+    refs = _inputs(quantum, "calexp")
+    calexps = [repo.get(ref) for ref in refs]
+    origins = {
+        ref.data_id["detector"]: _focal_plane_origin(ref, calexp)
+        for ref, calexp in zip(refs, calexps, strict=True)
+    }
+    frames = {ref.data_id["detector"]: repo.get(ref) for ref in _inputs(quantum, "sky_frame")}
+    if frames and set(frames) != set(origins):
+        raise NoWorkFound(
+            f"{quantum.label}: sky frames for detectors {sorted(frames)} only, not for all of "
+            f"{sorted(origins)}"
+        )
+    result = SkyCorrectionTask(config.sky_correction).run(
+        calexps, origins, sky_frames=frames or None, backgrounds=_backgrounds(repo, quantum, refs)
+    )
+    written = [
+        _write(
+            repo,
+            "sky_correction",
+            {"visit": ref.data_id["visit"], "detector": ref.data_id["detector"]},
+            correction,
+        )
+        for ref, correction in zip(refs, result.sky_corrections, strict=True)
+    ]
+    metadata = result.metadata.to_dict()
+    metadata["values"]["sky_frame_scale"] = result.scale
+    return written, metadata
+
+
+def _sky_corrected(calexp, correction):
+    """``calexp`` minus its sky correction (a copy), or ``calexp`` itself without one."""
+    if correction is None:
+        return calexp
+    masked = calexp.masked_image.copy()
+    masked.image -= correction.evaluate(calexp.bbox)
+    return calexp.replace(masked_image=masked)
+
+
 def run_warp(repo, quantum: Quantum, config: PipelineConfig):
     data_id = quantum.id_dict()
     tract = repo.skymap[data_id["tract"]]
     patch = tract.patch(data_id["patch"])
-    calexps = [repo.get(ref) for ref in quantum.inputs]  # by ref: no registry query
-    result = MakeWarpTask(config.make_warp).run_on_patch(calexps, tract, patch)
+    refs = _inputs(quantum, "calexp")
+    calexps = [repo.get(ref) for ref in refs]  # by ref: no registry query
+    task_config, kwargs = config.make_warp, {}
+    corrections = {r.data_id["detector"]: r for r in _inputs(quantum, "sky_correction")}
+    if corrections:
+        task_config = dataclasses.replace(task_config, apply_sky_corr=True)
+        kwargs["sky_corrections"] = [
+            repo.get(corrections[r.data_id["detector"]])
+            if r.data_id["detector"] in corrections
+            else None
+            for r in refs
+        ]
+    result = MakeWarpTask(task_config).run_on_patch(calexps, tract, patch, **kwargs)
     if result.direct is None:
         raise NoWorkFound(f"no pixel of visit {data_id['visit']} falls on {quantum.label}")
     written = [_write(repo, "direct_warp", data_id, result.direct)]
@@ -241,7 +395,10 @@ def run_subtract(repo, quantum: Quantum, config: PipelineConfig):
     templates = _inputs(quantum, "template")
     if not templates:
         raise NoWorkFound(f"no template for {quantum.label}")
-    science = repo.get(_inputs(quantum, "calexp")[0])
+    corrections = _inputs(quantum, "sky_correction")
+    science = _sky_corrected(
+        repo.get(_inputs(quantum, "calexp")[0]), repo.get(corrections[0]) if corrections else None
+    )
     template = repo.get(templates[0])
     if config.scale_template_variance:
         # two resamplings correlate the template noise: its variance plane no longer
@@ -274,6 +431,8 @@ def run_subtract(repo, quantum: Quantum, config: PipelineConfig):
 
 
 STEP_RUNNERS = {
+    "sky_frame": run_sky_frame,
+    "sky_correction": run_sky_correction,
     "warp": run_warp,
     "match_backgrounds": run_match_backgrounds,
     "coadd": run_coadd,

@@ -224,7 +224,12 @@ def _metadata(frame: _Frame) -> dict:
     radius = camera.focal_plane_radius
     slope_x = conditions.sky_gradient_x / radius
     slope_y = conditions.sky_gradient_y / radius
+    origin_x, origin_y = camera.detector_origin(frame.detector)
     return {
+        # focal-plane pixel position of parent pixel (0, 0): the detector layout that
+        # sky correction needs (FocalPlaneBackground), carried by each calexp
+        "FPX0": float(origin_x - frame.origin[0]),
+        "FPY0": float(origin_y - frame.origin[1]),
         "SKYLEVEL": conditions.sky_level + slope_x * fx + slope_y * fy,
         "SKYSLPX": slope_x,
         "SKYSLPY": slope_y,
